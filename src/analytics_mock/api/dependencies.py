@@ -1,0 +1,128 @@
+"""Request dependencies, in the order the vendor's checks apply: 406, 401, 403, 415, 400."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Request
+from pydantic import BaseModel, ValidationError
+
+from analytics_mock.errors import (
+    InvalidBody,
+    InvalidMember,
+    MalformedBody,
+    NotAcceptable,
+    UnknownMember,
+    UnsupportedMediaType,
+)
+from analytics_mock.runtime import Runtime
+from analytics_mock.services.auth import ADMIN, Principal
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The runtime of the app serving this request."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def _media_type(value: str) -> tuple[str, float]:
+    media, *params = value.split(";")
+    quality = 1.0
+    for param in params:
+        key, _, raw = param.partition("=")
+        if key.strip().lower() == "q":
+            try:
+                quality = float(raw.strip())
+            except ValueError:
+                quality = 0.0
+    return media.strip().lower(), quality
+
+
+def accepts_json(accept: str | None) -> bool:
+    """Whether an `Accept` header admits application/json (absent means `*/*`)."""
+    if accept is None or not accept.strip():
+        return True
+    ranges = dict(_media_type(part) for part in accept.split(",") if part.strip())
+    # The most specific range that names JSON decides, so `application/json;q=0` excludes it.
+    for candidate in ("application/json", "application/*", "*/*"):
+        if candidate in ranges:
+            return ranges[candidate] > 0
+    return False
+
+
+def require_json_accept(request: Request) -> None:
+    """406 unless the client accepts JSON."""
+    if not accepts_json(request.headers.get("accept")):
+        raise NotAcceptable("The Accept header must admit application/json.")
+
+
+def authenticate(request: Request, runtime: RuntimeDep) -> Principal:
+    """401 unless the request carries valid Basic credentials or a live HSSO token."""
+    now = runtime.clock()
+    authenticator = runtime.authenticator
+    header = request.headers.get("authorization")
+    with runtime.db.session() as session:
+        decision = authenticator.identify(session, header, now)
+    if decision.needs_write:
+        with runtime.db.session(write=True) as session:
+            authenticator.record(session, decision, now)
+    principal = authenticator.principal_or_raise(decision)
+    # Picked up by the middleware and the error renderer: every authenticated response
+    # hands the session token back.
+    request.state.hsso_token = principal.token
+    return principal
+
+
+def require_admin(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    """403 unless the caller holds Admin."""
+    principal.require(ADMIN)
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(require_admin)]
+
+
+def _is_json_content_type(value: str | None) -> bool:
+    return value is not None and _media_type(value)[0] == "application/json"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def json_body(request: Request, _admin: AdminDep) -> object:
+    """The parsed JSON body, read only after the caller is known to be allowed."""
+    if not _is_json_content_type(request.headers.get("content-type")):
+        raise UnsupportedMediaType("The Content-Type of the request must be application/json.")
+    raw = await request.body()
+    if not raw.strip():
+        raise MalformedBody("The request body is empty.")
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise MalformedBody("The request body is not valid JSON.") from None
+
+
+JsonBody = Annotated[object, Depends(json_body)]
+
+
+def validate_body(model: type[ModelT], document: object, *, what: str) -> ModelT:
+    """`document` as `model`, or the 400 that names the first offending member."""
+    if not isinstance(document, dict):
+        raise InvalidBody(f"The request body must be a JSON object ({what}).")
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        member = ".".join(str(part) for part in first["loc"])
+        if first["type"] == "extra_forbidden":
+            raise UnknownMember(f'The member "{member}" is not a member of {what}.') from None
+        if first["type"] == "member_invalid":
+            raise InvalidMember(f'The member "{member}" {first["msg"]}.') from None
+        raise InvalidBody(f'The member "{member}" is invalid: {first["msg"]}.') from None

@@ -1,0 +1,154 @@
+"""Routes of `/Analytics/v1/objects/EmailServerSettings`: thin, the rules live in the service."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import WithJsonSchema
+
+from analytics_mock.api.dependencies import (
+    AdminDep,
+    JsonBody,
+    RuntimeDep,
+    require_json_accept,
+    validate_body,
+)
+from analytics_mock.api.responses import error_responses
+from analytics_mock.errors import InvalidParameter
+from analytics_mock.query.filter_parser import QuerySyntaxError, parse_filter
+from analytics_mock.query.sql import OrderBySyntaxError, parse_order_by
+from analytics_mock.schemas.email_settings import (
+    EmailSetting,
+    EmailSettingCollection,
+    EmailSettingUpdate,
+)
+from analytics_mock.services import email_settings as service
+
+MAX_INT = 2_147_483_647
+
+router = APIRouter(
+    prefix="/Analytics/v1", tags=["EmailServerSettings"], dependencies=[Depends(require_json_accept)]
+)
+
+
+def _int_param(name: str, minimum: int) -> Any:
+    return Query(
+        alias=name,
+        description=f"Integer from {minimum} to {MAX_INT}.",
+    )
+
+
+IntText = Annotated[
+    str | None, WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_INT})
+]
+PositiveIntText = Annotated[
+    str | None, WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_INT})
+]
+Text = Annotated[str | None, WithJsonSchema({"type": "string"})]
+
+
+def _parse_int(request: Request, name: str, minimum: int, default: int | None) -> int | None:
+    values = request.query_params.getlist(name)
+    if not values:
+        return default
+    if len(values) > 1:
+        raise InvalidParameter(f'The query parameter "{name}" is given more than once.')
+    value = values[0]
+    if not (value.isascii() and value.isdigit()) or not minimum <= int(value) <= MAX_INT:
+        raise InvalidParameter(
+            f'The query parameter "{name}" must be an integer from {minimum} to {MAX_INT}.'
+        )
+    return int(value)
+
+
+def _single(request: Request, name: str) -> str | None:
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise InvalidParameter(f'The query parameter "{name}" is given more than once.')
+    return values[0] if values else None
+
+
+def list_window(
+    request: Request,
+    _offset: Annotated[IntText, _int_param("$offset", 0)] = None,
+    _count: Annotated[PositiveIntText, _int_param("$count", 1)] = None,
+    _page: Annotated[PositiveIntText, _int_param("page", 1)] = None,
+    _page_size: Annotated[PositiveIntText, _int_param("pageSize", 1)] = None,
+    _order_by: Annotated[
+        Text, Query(alias="$order-by", description="attr [ASC|DESC], comma separated.")
+    ] = None,
+    _query: Annotated[Text, Query(alias="$query", description="The vendor's filter grammar.")] = None,
+) -> service.ListWindow:
+    """The list parameters, each checked with a 400 that names it.
+
+    The declared parameters only document the API; values are read here from the raw query so
+    that every message, and the check for repeated parameters, is the emulator's own.
+    """
+    page = _parse_int(request, "page", 1, None)
+    page_size = _parse_int(request, "pageSize", 1, None)
+    offset = _parse_int(request, "$offset", 0, 0)
+    count = _parse_int(request, "$count", 1, 100)
+    assert offset is not None and count is not None
+    if (page is None) != (page_size is None):
+        missing = "pageSize" if page_size is None else "page"
+        raise InvalidParameter(f'The query parameter "{missing}" is required with "page" and "pageSize".')
+    query_text = _single(request, "$query")
+    order_text = _single(request, "$order-by")
+    try:
+        where = parse_filter(query_text) if query_text is not None else None
+    except QuerySyntaxError as exc:
+        raise InvalidParameter(f'The query parameter "$query" is invalid: {exc}.') from None
+    try:
+        order = tuple(parse_order_by(order_text)) if order_text is not None else ()
+    except OrderBySyntaxError as exc:
+        raise InvalidParameter(f'The query parameter "$order-by" is invalid: {exc}.') from None
+    if page is not None and page_size is not None:
+        return service.ListWindow(where, order, page_size * (page - 1), page_size, page)
+    return service.ListWindow(where, order, offset, count)
+
+
+@router.get(
+    "/objects/EmailServerSettings",
+    summary="List the mail server settings",
+    response_class=JSONResponse,
+    responses={200: {"model": EmailSettingCollection}, **error_responses(400, 401, 403, 406, 412)},
+)
+def list_email_settings(
+    _admin: AdminDep,
+    window: Annotated[service.ListWindow, Depends(list_window)],
+    runtime: RuntimeDep,
+) -> JSONResponse:
+    """GET the Collections envelope of EmailSetting objects."""
+    with runtime.db.session() as session:
+        body = service.list_settings(session, runtime.db.dialect, window)
+    return JSONResponse(body)
+
+
+@router.put(
+    "/objects/EmailServerSettings/{id}",
+    summary="Update the mail server settings",
+    response_class=JSONResponse,
+    responses={
+        200: {"model": EmailSetting},
+        **error_responses(400, 401, 403, 404, 406, 412, 413, 415),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": EmailSettingUpdate.model_json_schema()}},
+        }
+    },
+)
+def update_email_setting(
+    id: str,  # noqa: A002 - the vendor's path parameter name
+    _admin: AdminDep,
+    document: JsonBody,
+    runtime: RuntimeDep,
+) -> JSONResponse:
+    """PUT a partial update of one EmailSetting object."""
+    patch = validate_body(EmailSettingUpdate, document, what="EmailSetting")
+    with runtime.db.session(write=True) as session:
+        body = service.update_setting(session, runtime.box, id, patch)
+    return JSONResponse(body)

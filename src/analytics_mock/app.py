@@ -1,0 +1,45 @@
+"""The app factory: every app gets its own settings, database and caches."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from analytics_mock import __version__
+from analytics_mock.api import email_settings
+from analytics_mock.api.errors import install_error_handlers
+from analytics_mock.api.middleware import VendorHttpMiddleware
+from analytics_mock.runtime import Runtime, build_runtime
+from analytics_mock.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    """Build a ready app: the database is migrated and seeded before this returns."""
+    settings = settings or get_settings()
+    runtime = runtime or build_runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        runtime.close()
+
+    app = FastAPI(
+        title="analytics-mock",
+        version=__version__,
+        description=(
+            "An emulator of the Hitachi Ops Center Analyzer REST API for email server settings."
+        ),
+        lifespan=lifespan,
+        redirect_slashes=False,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.add_middleware(
+        VendorHttpMiddleware,
+        max_body_size=settings.max_body_size,
+        maintenance=lambda: runtime.settings.maintenance,
+    )
+    app.include_router(email_settings.router)
+    return app

@@ -1,0 +1,53 @@
+"""SQLAlchemy ORM models: the tables every server process shares."""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    """Declarative base of all tables."""
+
+
+class EmailSettingRow(Base):
+    """One EmailServerSettings object; `pk` keeps creation order for unordered lists."""
+
+    __tablename__ = "email_settings"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instance_id: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
+    hostname: Mapped[str] = mapped_column(String(255), nullable=False)
+    port_number: Mapped[int] = mapped_column(Integer, nullable=False)
+    secure_connection: Mapped[str] = mapped_column(String(16), nullable=False)
+    authentication_enabled: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    user_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # The SMTP password must be usable again for test mails, so it is encrypted, never hashed.
+    password_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    sender_address: Mapped[str] = mapped_column(String(320), nullable=False)
+
+
+class UserRow(Base):
+    """An account that may call the API, with its lock state."""
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(Text, nullable=False)
+    # Comma-separated subset of Admin, Modify, StorageOps, UserManagement.
+    permissions: Mapped[str] = mapped_column(String(255), nullable=False)
+    failed_logins: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    locked: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
+class SessionRow(Base):
+    """An HSSO session token, stored only as its SHA-256 digest."""
+
+    __tablename__ = "sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(
+        String(255), ForeignKey("users.name", ondelete="CASCADE"), nullable=False, index=True
+    )
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+    last_used_at: Mapped[float] = mapped_column(Float, nullable=False, index=True)

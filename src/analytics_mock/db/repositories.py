@@ -1,0 +1,157 @@
+"""Every query the server makes, grouped by table. Repositories flush but never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from analytics_mock.db.models import EmailSettingRow, SessionRow, UserRow
+from analytics_mock.query.sql import Field
+
+# The 7 response attributes that `$query` and `$order-by` may name, mapped onto columns.
+EMAIL_SETTING_FIELDS: dict[str, Field] = {
+    "instanceID": Field(EmailSettingRow.instance_id, "string", nullable=False),
+    "hostname": Field(EmailSettingRow.hostname, "string", nullable=False),
+    "authenticationEnabled": Field(EmailSettingRow.authentication_enabled, "boolean", nullable=False),
+    "userId": Field(EmailSettingRow.user_id, "string", nullable=True),
+    "senderAddress": Field(EmailSettingRow.sender_address, "string", nullable=False),
+    "secureConnection": Field(EmailSettingRow.secure_connection, "string", nullable=False),
+    "portNumber": Field(EmailSettingRow.port_number, "integer", nullable=False),
+}
+
+
+class EmailSettingsRepository:
+    """Queries on `email_settings`."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, instance_id: str, *, for_update: bool = False) -> EmailSettingRow | None:
+        """The object with this instanceID, locked for the transaction when `for_update`."""
+        stmt = select(EmailSettingRow).where(EmailSettingRow.instance_id == instance_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return self.session.scalars(stmt).one_or_none()
+
+    def page(
+        self,
+        where: ColumnElement[bool] | None,
+        order_by: Sequence[ColumnElement[Any]],
+        offset: int,
+        limit: int,
+    ) -> tuple[int, list[EmailSettingRow]]:
+        """The number of matching objects and the selected window of them, both counted in SQL."""
+        count_stmt = select(func.count()).select_from(EmailSettingRow)
+        rows_stmt = select(EmailSettingRow)
+        if where is not None:
+            count_stmt = count_stmt.where(where)
+            rows_stmt = rows_stmt.where(where)
+        total = self.session.scalar(count_stmt) or 0
+        if total == 0 or offset >= total:
+            return total, []
+        # `pk` last keeps the order total and stable, so pages never overlap or skip.
+        rows_stmt = rows_stmt.order_by(*order_by, EmailSettingRow.pk).offset(offset).limit(limit)
+        return total, list(self.session.scalars(rows_stmt))
+
+    def count(self) -> int:
+        """How many objects are stored."""
+        return self.session.scalar(select(func.count()).select_from(EmailSettingRow)) or 0
+
+    def add_if_absent(self, row: EmailSettingRow) -> bool:
+        """Insert `row` unless its instanceID exists; false when another process won the race."""
+        try:
+            with self.session.begin_nested():
+                self.session.add(row)
+        except IntegrityError:
+            return False
+        return True
+
+
+class UserRepository:
+    """Queries on `users`."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, name: str) -> UserRow | None:
+        """The account called `name`."""
+        return self.session.get(UserRow, name)
+
+    def all(self) -> list[UserRow]:
+        """Every account, by name."""
+        return list(self.session.scalars(select(UserRow).order_by(UserRow.name)))
+
+    def add(self, row: UserRow) -> None:
+        """Insert an account."""
+        self.session.add(row)
+        self.session.flush()
+
+    def delete_except(self, keep: set[str]) -> None:
+        """Remove every account whose name is not in `keep`."""
+        self.session.execute(delete(UserRow).where(UserRow.name.not_in(keep)))
+
+    def record_failure(self, name: str, lock_after: int) -> None:
+        """Count a failed login, locking the account when the count reaches `lock_after` (> 0)."""
+        # One atomic UPDATE, so concurrent failures in several processes all count.
+        count = UserRow.failed_logins + 1
+        values: dict[str, Any] = {"failed_logins": count}
+        if lock_after > 0:
+            values["locked"] = UserRow.locked | (count >= lock_after)
+        self.session.execute(update(UserRow).where(UserRow.name == name).values(**values))
+
+    def clear_failures(self, name: str) -> None:
+        """Reset the consecutive failure count after a good login."""
+        self.session.execute(
+            update(UserRow)
+            .where(UserRow.name == name, UserRow.failed_logins != 0)
+            .values(failed_logins=0)
+        )
+
+    def unlock(self, name: str) -> bool:
+        """Unlock the account and clear its failures; false if there is no such account."""
+        result = self.session.execute(
+            update(UserRow).where(UserRow.name == name).values(locked=False, failed_logins=0)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+
+class SessionRepository:
+    """Queries on `sessions` (HSSO tokens)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, token_hash: str) -> SessionRow | None:
+        """The session whose token hashes to `token_hash`."""
+        return self.session.get(SessionRow, token_hash)
+
+    def add(self, token_hash: str, user_name: str, now: float) -> None:
+        """Open a session."""
+        self.session.add(
+            SessionRow(token_hash=token_hash, user_name=user_name, created_at=now, last_used_at=now)
+        )
+        self.session.flush()
+
+    def touch(self, token_hash: str, now: float) -> None:
+        """Mark the session used now."""
+        self.session.execute(
+            update(SessionRow)
+            .where(SessionRow.token_hash == token_hash, SessionRow.last_used_at < now)
+            .values(last_used_at=now)
+        )
+
+    def delete(self, token_hash: str) -> None:
+        """End one session."""
+        self.session.execute(delete(SessionRow).where(SessionRow.token_hash == token_hash))
+
+    def purge_idle(self, idle_before: float) -> None:
+        """End every session unused since `idle_before`."""
+        self.session.execute(delete(SessionRow).where(SessionRow.last_used_at < idle_before))
+
+    def count(self) -> int:
+        """How many sessions are stored."""
+        return self.session.scalar(select(func.count()).select_from(SessionRow)) or 0

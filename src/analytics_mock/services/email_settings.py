@@ -1,0 +1,142 @@
+"""Rules of the EmailServerSettings resource: listing, partial update, password semantics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from analytics_mock.crypto import SecretBox
+from analytics_mock.db.models import EmailSettingRow
+from analytics_mock.db.repositories import EMAIL_SETTING_FIELDS, EmailSettingsRepository
+from analytics_mock.errors import InvalidMember, MissingMember, ObjectNotFound
+from analytics_mock.query.filter_parser import Node
+from analytics_mock.query.sql import OrderTerm, compile_filter, compile_order_by
+from analytics_mock.schemas.email_settings import EmailSettingUpdate
+from analytics_mock.validation import decode_base64_password
+
+DEFAULT_INSTANCE_ID = "mailServerSetting#0"
+
+
+def default_setting() -> EmailSettingRow:
+    """The object a fresh store holds [pick]."""
+    return EmailSettingRow(
+        instance_id=DEFAULT_INSTANCE_ID,
+        hostname="localhost",
+        port_number=25,
+        secure_connection="Plain",
+        authentication_enabled=False,
+        user_id=None,
+        password_encrypted=None,
+        sender_address="analytics@localhost",
+    )
+
+
+def to_public(row: EmailSettingRow) -> dict[str, Any]:
+    """The 7 members every response shows, in the vendor's order."""
+    return {
+        "instanceID": row.instance_id,
+        "hostname": row.hostname,
+        "authenticationEnabled": row.authentication_enabled,
+        "userId": row.user_id,
+        "senderAddress": row.sender_address,
+        "secureConnection": row.secure_connection,
+        "portNumber": row.port_number,
+    }
+
+
+@dataclass(frozen=True)
+class ListWindow:
+    """What a list call selects: a filter, an order, and a window given either way."""
+
+    where: Node | None
+    order_by: tuple[OrderTerm, ...]
+    offset: int
+    count: int
+    page: int | None = None  # set together with count as pageSize when page/pageSize were sent
+
+
+def list_settings(session: Session, dialect: str, window: ListWindow) -> dict[str, Any]:
+    """The Collections envelope for `window`; filtering, ordering and paging run in SQL."""
+    where = compile_filter(window.where, EMAIL_SETTING_FIELDS, dialect) if window.where else None
+    order = compile_order_by(list(window.order_by), EMAIL_SETTING_FIELDS, dialect)
+    total, rows = EmailSettingsRepository(session).page(where, order, window.offset, window.count)
+    body: dict[str, Any] = {"data": [to_public(row) for row in rows]}
+    if total > 0:
+        page = window.page if window.page is not None else window.offset // window.count + 1
+        body["pagination"] = {
+            "page": page,
+            "pageSize": window.count,
+            "numPages": -(-total // window.count),
+            "totalCount": total,
+        }
+    body["count"] = total
+    return body
+
+
+def _new_password(patch: EmailSettingUpdate) -> bytes | None:
+    """The password to store, or None to keep the stored one."""
+    if not patch.updatePassword:
+        return None
+    if patch.password is None:
+        raise MissingMember('The member "password" is required when updatePassword is true.')
+    decoded = (
+        decode_base64_password(patch.password) if isinstance(patch.password, str) else None
+    )
+    if decoded is None or not 1 <= len(decoded) <= 255:
+        raise InvalidMember('The member "password" must be Base64 (standard, padded) of 1 to 255 bytes.')
+    return decoded
+
+
+def merged_view(row: EmailSettingRow, patch: EmailSettingUpdate) -> EmailSettingRow:
+    """A detached copy of `row` with the patch's non-null members applied, checked across fields."""
+    merged = EmailSettingRow(
+        instance_id=row.instance_id,
+        hostname=patch.hostname if patch.hostname is not None else row.hostname,
+        port_number=patch.portNumber if patch.portNumber is not None else row.port_number,
+        secure_connection=(
+            patch.secureConnection if patch.secureConnection is not None else row.secure_connection
+        ),
+        authentication_enabled=(
+            patch.authenticationEnabled
+            if patch.authenticationEnabled is not None
+            else row.authentication_enabled
+        ),
+        user_id=patch.userId if patch.userId is not None else row.user_id,
+        password_encrypted=row.password_encrypted,
+        sender_address=patch.senderAddress if patch.senderAddress is not None else row.sender_address,
+    )
+    if merged.authentication_enabled and merged.user_id is None:
+        raise MissingMember('The member "userId" is required when authenticationEnabled is true.')
+    return merged
+
+
+def update_setting(
+    session: Session, box: SecretBox, instance_id: str, patch: EmailSettingUpdate
+) -> dict[str, Any]:
+    """Apply a partial update to one object and return it as the response shows it."""
+    repo = EmailSettingsRepository(session)
+    row = repo.get(instance_id, for_update=True)
+    if row is None:
+        raise ObjectNotFound(f'The object "{instance_id}" was not found.')
+    # Everything is checked before anything is written, so a refusal leaves the row untouched.
+    merged = merged_view(row, patch)
+    password = _new_password(patch)
+    row.hostname = merged.hostname
+    row.port_number = merged.port_number
+    row.secure_connection = merged.secure_connection
+    row.authentication_enabled = merged.authentication_enabled
+    row.user_id = merged.user_id
+    row.sender_address = merged.sender_address
+    if password is not None:
+        row.password_encrypted = box.encrypt(password)
+    session.flush()
+    return to_public(row)
+
+
+def ensure_default_setting(session: Session) -> None:
+    """Seed the default object into an empty store."""
+    repo = EmailSettingsRepository(session)
+    if repo.count() == 0:
+        repo.add_if_absent(default_setting())

@@ -1,0 +1,89 @@
+"""Server configuration: one env prefix, `ANALYTICS_MOCK_`, one cached `get_settings()`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+DEFAULT_DATABASE_URL = "sqlite:///analytics-mock.db"
+
+
+class Settings(BaseSettings):
+    """Every option of `analytics-mock serve`; each is also `ANALYTICS_MOCK_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="ANALYTICS_MOCK_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=22015, ge=0, le=65535)
+    database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
+    users_file: Path | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    # The vendor's account.lock.num: consecutive failed logins before a lock, 0 = never.
+    account_lock_num: int = Field(default=0, ge=0, le=10)
+    lock_system_account: bool = False
+    session_timeout: float = Field(default=1000.0, gt=0)
+    max_body_size: int = Field(default=1024 * 1024, ge=1)
+    maintenance: bool = False
+    # Key for the stored SMTP password; without it a key file is created (see `key_file_path`).
+    secret_key: SecretStr | None = None
+    secret_key_file: Path | None = None
+    sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _parse_url(cls, value: SecretStr) -> SecretStr:
+        try:
+            url = make_url(value.get_secret_value())
+        except ArgumentError:
+            raise ValueError("not a SQLAlchemy database URL") from None
+        if url.get_backend_name() not in {"sqlite", "postgresql"}:
+            raise ValueError("only sqlite and postgresql URLs are supported")
+        return value
+
+    @property
+    def database_url_text(self) -> str:
+        """The database URL in clear, for the engine only."""
+        return self.database_url.get_secret_value()
+
+    def key_file_path(self) -> Path:
+        """Where the SMTP password key lives when no `secret_key` is given: beside a SQLite file."""
+        if self.secret_key_file is not None:
+            return self.secret_key_file
+        url = make_url(self.database_url_text)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            db_path = Path(url.database)
+            return db_path.with_name(db_path.name + ".key")
+        return Path("analytics-mock.key")
+
+    def masked(self) -> dict[str, object]:
+        """The effective configuration with every secret masked, for the start-up banner."""
+        shown: dict[str, object] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name == "database_url":
+                value = make_url(self.database_url_text).render_as_string(hide_password=True)
+            elif isinstance(value, SecretStr):
+                value = "********"
+            elif isinstance(value, Path):
+                value = str(value)
+            shown[name] = value
+        return shown
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,244 @@
+"""Authentication: Basic, HSSO tokens, expiry, the account lock, the users file."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from analytics_mock.cli import main
+from analytics_mock.passwords import hash_password
+from analytics_mock.runtime import Runtime
+from tests.helpers import ADMIN, SETTINGS_PATH, basic
+
+pytestmark = pytest.mark.anyio
+
+
+def token_of(response: httpx.Response) -> str:
+    scheme, _, token = response.headers["www-authenticate"].partition(" ")
+    assert scheme == "HSSO" and token
+    return token
+
+
+def hsso(token: str) -> dict[str, str]:
+    return {"Authorization": f"HSSO {token}"}
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Basic",
+        "Basic ",
+        "Basic !!!notbase64",
+        "Basic " + base64.b64encode(b"no-colon").decode(),
+        "Basic " + base64.b64encode(b"system:wrong").decode(),
+        "Basic " + base64.b64encode(b"nobody:manager").decode(),
+        "Basic " + base64.b64encode(b"\xff\xfe:manager").decode(),
+        "Bearer abc",
+        "HSSO",
+        "HSSO not-a-token",
+        "Digest username=system",
+        "x" * 5000,
+    ],
+)
+async def test_bad_credentials_are_401(client: httpx.AsyncClient, header: str | None) -> None:
+    headers = {"Authorization": header} if header is not None else {}
+    response = await client.get(SETTINGS_PATH, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Basic realm="Analytics"'
+    assert response.json()["message"] == "KNAQ20101-E Authentication failed."
+
+
+async def test_scheme_is_case_insensitive(client: httpx.AsyncClient) -> None:
+    header = "basic " + ADMIN["Authorization"].split(" ", 1)[1]
+    assert (await client.get(SETTINGS_PATH, headers={"Authorization": header})).status_code == 200
+
+
+async def test_hsso_token_is_issued_and_accepted(client: httpx.AsyncClient) -> None:
+    first = await client.get(SETTINGS_PATH, headers=ADMIN)
+    token = token_of(first)
+    second = await client.get(SETTINGS_PATH, headers=hsso(token))
+    assert second.status_code == 200
+    assert token_of(second) == token
+
+
+async def test_basic_clients_do_not_add_a_session_per_request(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    tokens = {token_of(await client.get(SETTINGS_PATH, headers=ADMIN)) for _ in range(20)}
+    assert len(tokens) == 1
+    with runtime.db.session() as session:
+        from analytics_mock.db.repositories import SessionRepository
+
+        assert SessionRepository(session).count() == 1
+
+
+async def test_token_is_stored_only_as_a_digest(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    token = token_of(await client.get(SETTINGS_PATH, headers=ADMIN))
+    with runtime.db.session() as session:
+        from sqlalchemy import select
+
+        from analytics_mock.db.models import SessionRow
+
+        rows = list(session.scalars(select(SessionRow)))
+    assert [row.token_hash for row in rows] != [token]
+    assert all(token not in row.token_hash for row in rows)
+
+
+async def test_token_expires_after_idle_timeout(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    now = [1_000_000.0]
+    runtime.clock = lambda: now[0]
+    token = token_of(await client.get(SETTINGS_PATH, headers=ADMIN))
+    now[0] += 999.0
+    assert (await client.get(SETTINGS_PATH, headers=hsso(token))).status_code == 200
+    # Expiry counts from the last use, not from issue.
+    now[0] += 999.0
+    assert (await client.get(SETTINGS_PATH, headers=hsso(token))).status_code == 200
+    now[0] += 1000.5
+    expired = await client.get(SETTINGS_PATH, headers=hsso(token))
+    assert expired.status_code == 401
+    assert expired.json()["message"] == "KNAQ20101-E Authentication failed."
+
+
+async def test_idle_sessions_are_purged(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    from analytics_mock.db.repositories import SessionRepository
+
+    now = [2_000_000.0]
+    runtime.clock = lambda: now[0]
+    await client.get(SETTINGS_PATH, headers=ADMIN)
+    now[0] += 5000
+    # The cached token is dead, so a new session opens, and the idle one goes.
+    await client.get(SETTINGS_PATH, headers=ADMIN)
+    with runtime.db.session() as session:
+        assert SessionRepository(session).count() == 1
+
+
+async def test_tokens_work_across_processes(
+    make_client: Callable[..., httpx.AsyncClient],
+) -> None:
+    async with make_client() as one, make_client() as two:
+        token = token_of(await one.get(SETTINGS_PATH, headers=ADMIN))
+        assert (await two.get(SETTINGS_PATH, headers=hsso(token))).status_code == 200
+
+
+def users_file(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "users.yaml"
+    path.write_text(body)
+    return path
+
+
+async def test_users_file_plaintext_and_hash(
+    make_client: Callable[..., httpx.AsyncClient], tmp_path: Path
+) -> None:
+    path = users_file(
+        tmp_path,
+        "users:\n"
+        "  - name: alice\n    password: alice-pw\n    permissions: [Admin]\n"
+        f"  - name: bob\n    passwordHash: '{hash_password('bob-pw')}'\n    permissions: [Admin, Modify]\n"
+        "  - name: carol\n    password: carol-pw\n    permissions: [StorageOps]\n",
+    )
+    async with make_client(users_file=path) as client:
+        assert (await client.get(SETTINGS_PATH, headers=basic("alice", "alice-pw"))).status_code == 200
+        assert (await client.get(SETTINGS_PATH, headers=basic("bob", "bob-pw"))).status_code == 200
+        assert (await client.get(SETTINGS_PATH, headers=basic("carol", "carol-pw"))).status_code == 403
+        assert (await client.get(SETTINGS_PATH, headers=basic("alice", "bob-pw"))).status_code == 401
+        assert (await client.get(SETTINGS_PATH, headers=ADMIN)).status_code == 200
+
+
+async def test_plaintext_never_reaches_the_database(
+    make_client: Callable[..., httpx.AsyncClient], tmp_path: Path, database_url: str
+) -> None:
+    path = users_file(tmp_path, "users:\n  - name: dave\n    password: dave-secret-pw\n")
+    async with make_client(users_file=path) as client:
+        await client.get(SETTINGS_PATH, headers=basic("dave", "dave-secret-pw"))
+    if database_url.startswith("sqlite"):
+        db_file = Path(database_url.removeprefix("sqlite:///"))
+        for candidate in db_file.parent.glob(db_file.name + "*"):
+            assert b"dave-secret-pw" not in candidate.read_bytes()
+
+
+async def test_changed_password_invalidates_the_cache(
+    make_client: Callable[..., httpx.AsyncClient], tmp_path: Path
+) -> None:
+    path = users_file(tmp_path, "users:\n  - name: erin\n    password: old-pw\n    permissions: [Admin]\n")
+    async with make_client(users_file=path) as first:
+        assert (await first.get(SETTINGS_PATH, headers=basic("erin", "old-pw"))).status_code == 200
+        # Another process starts with a new password in the file; the first one's cache
+        # must not keep accepting the old password.
+        path.write_text("users:\n  - name: erin\n    password: new-pw\n    permissions: [Admin]\n")
+        async with make_client(users_file=path) as second:
+            assert (await second.get(SETTINGS_PATH, headers=basic("erin", "new-pw"))).status_code == 200
+        assert (await first.get(SETTINGS_PATH, headers=basic("erin", "old-pw"))).status_code == 401
+        assert (await first.get(SETTINGS_PATH, headers=basic("erin", "new-pw"))).status_code == 200
+
+
+async def test_lock_after_n_failures_and_not_before(
+    make_client: Callable[..., httpx.AsyncClient], tmp_path: Path, database_url: str
+) -> None:
+    path = users_file(tmp_path, "users:\n  - name: frank\n    password: frank-pw\n    permissions: [Admin]\n")
+    good, bad = basic("frank", "frank-pw"), basic("frank", "nope")
+    async with make_client(users_file=path, account_lock_num=3) as client:
+        token = token_of(await client.get(SETTINGS_PATH, headers=good))
+        assert (await client.get(SETTINGS_PATH, headers=bad)).status_code == 401
+        assert (await client.get(SETTINGS_PATH, headers=bad)).status_code == 401
+        # A success in between resets the count of consecutive failures.
+        assert (await client.get(SETTINGS_PATH, headers=good)).status_code == 200
+        for _ in range(2):
+            assert (await client.get(SETTINGS_PATH, headers=bad)).status_code == 401
+        assert (await client.get(SETTINGS_PATH, headers=good)).status_code == 200
+        for _ in range(3):
+            assert (await client.get(SETTINGS_PATH, headers=bad)).status_code == 401
+        locked = await client.get(SETTINGS_PATH, headers=good)
+        assert locked.status_code == 401
+        assert locked.json()["message"] == "KNAQ20101-E Authentication failed."
+        assert (await client.get(SETTINGS_PATH, headers=hsso(token))).status_code == 401
+
+        assert main(["users", "unlock", "frank", "--database-url", database_url]) == 0
+        assert (await client.get(SETTINGS_PATH, headers=good)).status_code == 200
+
+
+async def test_system_is_exempt_unless_configured(
+    make_client: Callable[..., httpx.AsyncClient],
+) -> None:
+    wrong = basic("system", "wrong")
+    async with make_client(account_lock_num=1) as client:
+        for _ in range(3):
+            assert (await client.get(SETTINGS_PATH, headers=wrong)).status_code == 401
+        assert (await client.get(SETTINGS_PATH, headers=ADMIN)).status_code == 200
+    async with make_client(account_lock_num=1, lock_system_account=True) as client:
+        assert (await client.get(SETTINGS_PATH, headers=wrong)).status_code == 401
+        assert (await client.get(SETTINGS_PATH, headers=ADMIN)).status_code == 401
+
+
+async def test_no_lock_when_lock_num_is_zero(client: httpx.AsyncClient) -> None:
+    for _ in range(12):
+        await client.get(SETTINGS_PATH, headers=basic("system", "wrong"))
+    assert (await client.get(SETTINGS_PATH, headers=ADMIN)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ("users: [{name: x}]", "give exactly one of password and passwordHash"),
+        ("users: [{name: x, password: p, permissions: [Root]}]", "permissions"),
+        ("users: [{name: x, passwordHash: notahash}]", "passwordHash"),
+        ("users: [{name: x, password: p}, {name: x, password: q}]", "duplicate"),
+        ("users: [{name: 'a:b', password: p}]", "name"),
+        ("{unclosed", "not valid JSON or YAML"),
+        ("users: [{name: x, password: p, extra: 1}]", "extra"),
+    ],
+)
+def test_bad_users_file_is_one_clear_line(tmp_path: Path, body: str, fragment: str) -> None:
+    from analytics_mock.services.users import UsersFileError, load_users_file
+
+    path = users_file(tmp_path, body)
+    with pytest.raises(UsersFileError) as caught:
+        load_users_file(path)
+    assert fragment in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert "password: p" not in str(caught.value)
