@@ -25,6 +25,7 @@ from analytics_mock.settings import Settings
 POSTGRES_URL = os.environ.get("ANALYTICS_MOCK_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
 
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

@@ -21,7 +21,7 @@ logger = logging.getLogger("analytics_mock")
 _HELP = {
     "host": "address to listen on (default 127.0.0.1)",
     "port": "HTTP port (default 22015)",
-    "database_url": "SQLAlchemy URL (default: sqlite:///analytics-mock.db in the working directory)",
+    "database_url": "SQLAlchemy URL (default: sqlite:///analytics-mock.db in the working dir)",
     "users_file": "JSON or YAML file of extra users",
     "log_level": "debug, info, warning or error (default info)",
     "log_format": "text or json (default text)",
@@ -48,10 +48,14 @@ def _add_settings_options(parser: argparse.ArgumentParser, names: Sequence[str])
         env = f"ANALYTICS_MOCK_{name.upper()}"
         help_text = f"{_HELP.get(name, name)} [env {env}]"
         if field.annotation is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=help_text)
+            parser.add_argument(
+                flag, dest=name, action=argparse.BooleanOptionalAction, help=help_text
+            )
         else:
             choices = get_args(field.annotation) if name in ("log_level", "log_format") else None
-            parser.add_argument(flag, dest=name, metavar=name.upper(), help=help_text, choices=choices)
+            parser.add_argument(
+                flag, dest=name, metavar=name.upper(), help=help_text, choices=choices
+            )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -68,7 +72,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         first = exc.errors(include_input=False, include_url=False)[0]
         name = str(first["loc"][0]) if first["loc"] else "configuration"
         option = "--" + name.replace("_", "-")
-        raise CliError(f"invalid {option} (or ANALYTICS_MOCK_{name.upper()}): {first['msg']}") from None
+        raise CliError(
+            f"invalid {option} (or ANALYTICS_MOCK_{name.upper()}): {first['msg']}"
+        ) from None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -163,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_options(serve, list(Settings.model_fields))
     serve.set_defaults(handler=_serve)
 
-    migrate = commands.add_parser("migrate", help="bring the database schema to the newest revision")
+    migrate = commands.add_parser(
+        "migrate", help="bring the database schema to the newest revision"
+    )
     _add_settings_options(migrate, ["database_url"])
     migrate.set_defaults(handler=_migrate)
 

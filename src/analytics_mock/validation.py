@@ -35,7 +35,7 @@ def is_dns_name(value: str) -> bool:
 
 
 def is_host(value: str) -> bool:
-    """Whether `value` names an SMTP server: an IP literal or a host name, at most 255 characters."""
+    """Whether `value` is an IP literal or a host name of at most 255 characters."""
     return 0 < len(value) <= 255 and (is_ip_address(value) or is_dns_name(value))
 
 

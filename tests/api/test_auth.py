@@ -8,10 +8,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from analytics_mock.cli import main
+from analytics_mock.db.models import SessionRow
+from analytics_mock.db.repositories import SessionRepository
 from analytics_mock.passwords import hash_password
 from analytics_mock.runtime import Runtime
+from analytics_mock.services.users import UsersFileError, load_users_file
 from tests.helpers import ADMIN, SETTINGS_PATH, basic
 
 pytestmark = pytest.mark.anyio
@@ -73,24 +77,22 @@ async def test_basic_clients_do_not_add_a_session_per_request(
     tokens = {token_of(await client.get(SETTINGS_PATH, headers=ADMIN)) for _ in range(20)}
     assert len(tokens) == 1
     with runtime.db.session() as session:
-        from analytics_mock.db.repositories import SessionRepository
-
         assert SessionRepository(session).count() == 1
 
 
-async def test_token_is_stored_only_as_a_digest(client: httpx.AsyncClient, runtime: Runtime) -> None:
+async def test_token_is_stored_only_as_a_digest(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
     token = token_of(await client.get(SETTINGS_PATH, headers=ADMIN))
     with runtime.db.session() as session:
-        from sqlalchemy import select
-
-        from analytics_mock.db.models import SessionRow
-
         rows = list(session.scalars(select(SessionRow)))
     assert [row.token_hash for row in rows] != [token]
     assert all(token not in row.token_hash for row in rows)
 
 
-async def test_token_expires_after_idle_timeout(client: httpx.AsyncClient, runtime: Runtime) -> None:
+async def test_token_expires_after_idle_timeout(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
     now = [1_000_000.0]
     runtime.clock = lambda: now[0]
     token = token_of(await client.get(SETTINGS_PATH, headers=ADMIN))
@@ -106,8 +108,6 @@ async def test_token_expires_after_idle_timeout(client: httpx.AsyncClient, runti
 
 
 async def test_idle_sessions_are_purged(client: httpx.AsyncClient, runtime: Runtime) -> None:
-    from analytics_mock.db.repositories import SessionRepository
-
     now = [2_000_000.0]
     runtime.clock = lambda: now[0]
     await client.get(SETTINGS_PATH, headers=ADMIN)
@@ -139,14 +139,21 @@ async def test_users_file_plaintext_and_hash(
         tmp_path,
         "users:\n"
         "  - name: alice\n    password: alice-pw\n    permissions: [Admin]\n"
-        f"  - name: bob\n    passwordHash: '{hash_password('bob-pw')}'\n    permissions: [Admin, Modify]\n"
+        f"  - name: bob\n    passwordHash: '{hash_password('bob-pw')}'\n"
+        "    permissions: [Admin, Modify]\n"
         "  - name: carol\n    password: carol-pw\n    permissions: [StorageOps]\n",
     )
     async with make_client(users_file=path) as client:
-        assert (await client.get(SETTINGS_PATH, headers=basic("alice", "alice-pw"))).status_code == 200
+        assert (
+            await client.get(SETTINGS_PATH, headers=basic("alice", "alice-pw"))
+        ).status_code == 200
         assert (await client.get(SETTINGS_PATH, headers=basic("bob", "bob-pw"))).status_code == 200
-        assert (await client.get(SETTINGS_PATH, headers=basic("carol", "carol-pw"))).status_code == 403
-        assert (await client.get(SETTINGS_PATH, headers=basic("alice", "bob-pw"))).status_code == 401
+        assert (
+            await client.get(SETTINGS_PATH, headers=basic("carol", "carol-pw"))
+        ).status_code == 403
+        assert (
+            await client.get(SETTINGS_PATH, headers=basic("alice", "bob-pw"))
+        ).status_code == 401
         assert (await client.get(SETTINGS_PATH, headers=ADMIN)).status_code == 200
 
 
@@ -165,14 +172,18 @@ async def test_plaintext_never_reaches_the_database(
 async def test_changed_password_invalidates_the_cache(
     make_client: Callable[..., httpx.AsyncClient], tmp_path: Path
 ) -> None:
-    path = users_file(tmp_path, "users:\n  - name: erin\n    password: old-pw\n    permissions: [Admin]\n")
+    path = users_file(
+        tmp_path, "users:\n  - name: erin\n    password: old-pw\n    permissions: [Admin]\n"
+    )
     async with make_client(users_file=path) as first:
         assert (await first.get(SETTINGS_PATH, headers=basic("erin", "old-pw"))).status_code == 200
         # Another process starts with a new password in the file; the first one's cache
         # must not keep accepting the old password.
         path.write_text("users:\n  - name: erin\n    password: new-pw\n    permissions: [Admin]\n")
         async with make_client(users_file=path) as second:
-            assert (await second.get(SETTINGS_PATH, headers=basic("erin", "new-pw"))).status_code == 200
+            assert (
+                await second.get(SETTINGS_PATH, headers=basic("erin", "new-pw"))
+            ).status_code == 200
         assert (await first.get(SETTINGS_PATH, headers=basic("erin", "old-pw"))).status_code == 401
         assert (await first.get(SETTINGS_PATH, headers=basic("erin", "new-pw"))).status_code == 200
 
@@ -180,7 +191,9 @@ async def test_changed_password_invalidates_the_cache(
 async def test_lock_after_n_failures_and_not_before(
     make_client: Callable[..., httpx.AsyncClient], tmp_path: Path, database_url: str
 ) -> None:
-    path = users_file(tmp_path, "users:\n  - name: frank\n    password: frank-pw\n    permissions: [Admin]\n")
+    path = users_file(
+        tmp_path, "users:\n  - name: frank\n    password: frank-pw\n    permissions: [Admin]\n"
+    )
     good, bad = basic("frank", "frank-pw"), basic("frank", "nope")
     async with make_client(users_file=path, account_lock_num=3) as client:
         token = token_of(await client.get(SETTINGS_PATH, headers=good))
@@ -234,8 +247,6 @@ async def test_no_lock_when_lock_num_is_zero(client: httpx.AsyncClient) -> None:
     ],
 )
 def test_bad_users_file_is_one_clear_line(tmp_path: Path, body: str, fragment: str) -> None:
-    from analytics_mock.services.users import UsersFileError, load_users_file
-
     path = users_file(tmp_path, body)
     with pytest.raises(UsersFileError) as caught:
         load_users_file(path)

@@ -78,9 +78,7 @@ CASES: list[tuple[str, str, str, dict[str, str], bytes | None, int, dict[str, st
         {**ADMIN, **JSON},
         b'{"port": 25}',
         400,
-        envelope(
-            OBJECT_PATH, "KNAQ20002-E", 'The member "port" is not a member of EmailSetting.'
-        ),
+        envelope(OBJECT_PATH, "KNAQ20002-E", 'The member "port" is not a member of EmailSetting.'),
     ),
     (
         "invalid member",
@@ -166,9 +164,7 @@ CASES: list[tuple[str, str, str, dict[str, str], bytes | None, int, dict[str, st
         {**ADMIN, "Accept": "text/html"},
         None,
         406,
-        envelope(
-            SETTINGS_PATH, "KNAQ20601-E", "The Accept header must admit application/json."
-        ),
+        envelope(SETTINGS_PATH, "KNAQ20601-E", "The Accept header must admit application/json."),
     ),
     (
         "content type",
@@ -190,9 +186,7 @@ CASES: list[tuple[str, str, str, dict[str, str], bytes | None, int, dict[str, st
         {**ADMIN, **JSON},
         b" " * (1024 * 1024 + 1),
         413,
-        envelope(
-            OBJECT_PATH, "KNAQ21301-E", "The request body is larger than 1048576 bytes."
-        ),
+        envelope(OBJECT_PATH, "KNAQ21301-E", "The request body is larger than 1048576 bytes."),
     ),
 ]
 
@@ -227,7 +221,9 @@ async def test_error_golden(
         assert response.headers["allow"] == "PUT"
 
 
-async def test_forbidden_for_a_modify_user(make_client: Callable[..., httpx.AsyncClient], tmp_path: Any) -> None:
+async def test_forbidden_for_a_modify_user(
+    make_client: Callable[..., httpx.AsyncClient], tmp_path: Any
+) -> None:
     users = tmp_path / "users.yaml"
     users.write_text("users:\n  - name: mod\n    password: modpass\n    permissions: [Modify]\n")
     async with make_client(users_file=users) as client:
@@ -290,7 +286,9 @@ async def test_unacceptable_accept_headers(client: httpx.AsyncClient, accept: st
 @pytest.mark.parametrize(
     "content_type", [None, "text/json", "application/x-www-form-urlencoded", "application/jsonx"]
 )
-async def test_unsupported_content_types(client: httpx.AsyncClient, content_type: str | None) -> None:
+async def test_unsupported_content_types(
+    client: httpx.AsyncClient, content_type: str | None
+) -> None:
     headers = dict(ADMIN)
     if content_type:
         headers["Content-Type"] = content_type

@@ -29,7 +29,9 @@ from analytics_mock.services import email_settings as service
 MAX_INT = 2_147_483_647
 
 router = APIRouter(
-    prefix="/Analytics/v1", tags=["EmailServerSettings"], dependencies=[Depends(require_json_accept)]
+    prefix="/Analytics/v1",
+    tags=["EmailServerSettings"],
+    dependencies=[Depends(require_json_accept)],
 )
 
 
@@ -79,7 +81,9 @@ def list_window(
     _order_by: Annotated[
         Text, Query(alias="$order-by", description="attr [ASC|DESC], comma separated.")
     ] = None,
-    _query: Annotated[Text, Query(alias="$query", description="The vendor's filter grammar.")] = None,
+    _query: Annotated[
+        Text, Query(alias="$query", description="The vendor's filter grammar.")
+    ] = None,
 ) -> service.ListWindow:
     """The list parameters, each checked with a 400 that names it.
 
@@ -93,7 +97,9 @@ def list_window(
     assert offset is not None and count is not None
     if (page is None) != (page_size is None):
         missing = "pageSize" if page_size is None else "page"
-        raise InvalidParameter(f'The query parameter "{missing}" is required with "page" and "pageSize".')
+        raise InvalidParameter(
+            f'The query parameter "{missing}" is required with "page" and "pageSize".'
+        )
     query_text = _single(request, "$query")
     order_text = _single(request, "$order-by")
     try:
@@ -142,7 +148,7 @@ def list_email_settings(
     },
 )
 def update_email_setting(
-    id: str,  # noqa: A002 - the vendor's path parameter name
+    id: str,
     _admin: AdminDep,
     document: JsonBody,
     runtime: RuntimeDep,

@@ -22,6 +22,5 @@ _DESCRIPTIONS = {
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The `responses` entries for `codes` (and 500), all in the vendor's error envelope."""
     return {
-        code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]}
-        for code in (*codes, 500)
+        code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in (*codes, 500)
     }

@@ -20,7 +20,10 @@ def _sqlite_engine(url: URL, settings: Settings) -> Engine:
     engine = create_engine(
         url,
         hide_parameters=True,
-        connect_args={"check_same_thread": False, "timeout": settings.sqlite_busy_timeout_ms / 1000},
+        connect_args={
+            "check_same_thread": False,
+            "timeout": settings.sqlite_busy_timeout_ms / 1000,
+        },
     )
 
     @event.listens_for(engine, "connect")

@@ -16,7 +16,9 @@ from analytics_mock.query.sql import Field
 EMAIL_SETTING_FIELDS: dict[str, Field] = {
     "instanceID": Field(EmailSettingRow.instance_id, "string", nullable=False),
     "hostname": Field(EmailSettingRow.hostname, "string", nullable=False),
-    "authenticationEnabled": Field(EmailSettingRow.authentication_enabled, "boolean", nullable=False),
+    "authenticationEnabled": Field(
+        EmailSettingRow.authentication_enabled, "boolean", nullable=False
+    ),
     "userId": Field(EmailSettingRow.user_id, "string", nullable=True),
     "senderAddress": Field(EmailSettingRow.sender_address, "string", nullable=False),
     "secureConnection": Field(EmailSettingRow.secure_connection, "string", nullable=False),

@@ -24,7 +24,9 @@ def _run(connection: Connection) -> None:
         # Several workers may start at once; one migrates while the others wait, then find
         # the schema at head. SQLite gets the same effect from BEGIN IMMEDIATE.
         if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+            )
         context.run_migrations()
 
 

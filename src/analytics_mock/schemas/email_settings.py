@@ -83,8 +83,10 @@ def _secure_connection(value: object) -> object:
 
 def _instance_id(value: object) -> object:
     # Ignored, as the path names the object; the vendor's own example sends a number here.
-    if value is None or isinstance(value, str | float) or (
-        isinstance(value, int) and not isinstance(value, bool)
+    if (
+        value is None
+        or isinstance(value, str | float)
+        or (isinstance(value, int) and not isinstance(value, bool))
     ):
         return None
     raise _invalid("must be a string or a number")

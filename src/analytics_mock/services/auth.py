@@ -139,7 +139,7 @@ class Authenticator:
     def _counts_failures(self, name: str) -> bool:
         return self.lock_after > 0 and (name != SYSTEM_USER or self.lock_system)
 
-    def _basic(self, session: Session, credentials: str, now: float) -> Decision:
+    def _basic(self, session: Session, credentials: str, now: float) -> Decision:  # noqa: PLR0911
         try:
             raw = base64.b64decode(credentials, validate=True)
         except (binascii.Error, ValueError):

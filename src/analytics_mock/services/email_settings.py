@@ -81,11 +81,11 @@ def _new_password(patch: EmailSettingUpdate) -> bytes | None:
         return None
     if patch.password is None:
         raise MissingMember('The member "password" is required when updatePassword is true.')
-    decoded = (
-        decode_base64_password(patch.password) if isinstance(patch.password, str) else None
-    )
+    decoded = decode_base64_password(patch.password) if isinstance(patch.password, str) else None
     if decoded is None or not 1 <= len(decoded) <= 255:
-        raise InvalidMember('The member "password" must be Base64 (standard, padded) of 1 to 255 bytes.')
+        raise InvalidMember(
+            'The member "password" must be Base64 (standard, padded) of 1 to 255 bytes.'
+        )
     return decoded
 
 
@@ -105,7 +105,9 @@ def merged_view(row: EmailSettingRow, patch: EmailSettingUpdate) -> EmailSetting
         ),
         user_id=patch.userId if patch.userId is not None else row.user_id,
         password_encrypted=row.password_encrypted,
-        sender_address=patch.senderAddress if patch.senderAddress is not None else row.sender_address,
+        sender_address=patch.senderAddress
+        if patch.senderAddress is not None
+        else row.sender_address,
     )
     if merged.authentication_enabled and merged.user_id is None:
         raise MissingMember('The member "userId" is required when authenticationEnabled is true.')

@@ -6,7 +6,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 from sqlalchemy.orm import Session
 
 from analytics_mock.db.models import UserRow
@@ -33,7 +40,9 @@ class UserSpec(BaseModel):
         if (self.password is None) == (self.password_hash is None):
             raise ValueError("give exactly one of password and passwordHash")
         if self.password_hash is not None and not is_password_hash(self.password_hash):
-            raise ValueError("passwordHash is not a pbkdf2_sha256, sha512_crypt or sha256_crypt hash")
+            raise ValueError(
+                "passwordHash is not a pbkdf2_sha256, sha512_crypt or sha256_crypt hash"
+            )
         return self
 
 
@@ -57,7 +66,12 @@ class UsersFileError(ValueError):
     """The users file cannot be read or does not validate; the text is one line."""
 
 
-BUILT_IN_SYSTEM = UserSpec(name=SYSTEM_USER, password="manager", permissions=["Admin", "UserManagement"])
+# The vendor's documented default account.
+BUILT_IN_SYSTEM = UserSpec(
+    name=SYSTEM_USER,
+    password="manager",  # noqa: S106
+    permissions=["Admin", "UserManagement"],
+)
 
 
 def load_users_file(path: Path) -> list[UserSpec]:
