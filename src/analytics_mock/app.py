@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -42,4 +43,24 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         maintenance=lambda: runtime.settings.maintenance,
     )
     app.include_router(email_settings.router)
+    _document_vendor_errors_only(app)
     return app
+
+
+def _document_vendor_errors_only(app: FastAPI) -> None:
+    """Drop FastAPI's 422 from the OpenAPI document: every validation error here is a 400."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            for operations in document.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            schemas = document.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
