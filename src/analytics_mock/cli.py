@@ -34,7 +34,23 @@ _HELP = {
     "secret_key_file": "file holding that key (default: beside the SQLite database)",
     "sqlite_busy_timeout_ms": "how long SQLite waits for a lock (default 10000)",
     "sqlite_synchronous": "SQLite synchronous pragma (default FULL: every commit is on disk)",
+    "test_mail_mode": "smtp (really deliver test mails) or capture (only record them)",
+    "smtp_timeout": "seconds a whole test-mail attempt may take (default 10)",
+    "smtp_connect_timeout": "seconds to connect to the SMTP server (default 10)",
+    "smtp_ca_file": "extra CA bundle to trust for the SMTP server's certificate",
+    "smtp_verify_tls": "verify the SMTP server's certificate (default on)",
+    "control_api": "serve the test controls under /_mock/ (default on)",
+    "control_token": "require 'Authorization: Bearer TOKEN' on /_mock/",
+    "seed_file": "JSON or YAML file of settings objects and users to start from",
+    "journal_size": "how many API calls the request journal keeps (default 1000)",
+    "https_port": "also serve HTTPS on this port (22016 in the image)",
+    "certfile": "PEM certificate for HTTPS (default: a self-signed one beside the database)",
+    "keyfile": "PEM private key for HTTPS",
+    "workers": "uvicorn worker processes (default 1)",
 }
+
+
+_CHOICES = {"log_level", "log_format", "test_mail_mode", "sqlite_synchronous"}
 
 
 class CliError(Exception):
@@ -52,7 +68,7 @@ def _add_settings_options(parser: argparse.ArgumentParser, names: Sequence[str])
                 flag, dest=name, action=argparse.BooleanOptionalAction, help=help_text
             )
         else:
-            choices = get_args(field.annotation) if name in ("log_level", "log_format") else None
+            choices = get_args(field.annotation) if name in _CHOICES else None
             parser.add_argument(
                 flag, dest=name, metavar=name.upper(), help=help_text, choices=choices
             )

@@ -36,8 +36,24 @@ class Settings(BaseSettings):
     secret_key_file: Path | None = None
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+    # Test mail (sendTestMail).
+    test_mail_mode: Literal["smtp", "capture"] = "smtp"
+    smtp_timeout: float = Field(default=10.0, gt=0, le=600)
+    smtp_connect_timeout: float = Field(default=10.0, gt=0, le=600)
+    smtp_ca_file: Path | None = None
+    smtp_verify_tls: bool = True
+    # Test controls under /_mock/.
+    control_api: bool = True
+    control_token: SecretStr | None = None
+    seed_file: Path | None = None
+    journal_size: int = Field(default=1000, ge=0, le=1_000_000)
+    # Serving.
+    https_port: int | None = Field(default=None, ge=0, le=65535)
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    workers: int = Field(default=1, ge=1, le=64)
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "log_format", "test_mail_mode", mode="before")
     @classmethod
     def _lower_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
