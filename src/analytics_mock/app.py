@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 
 from analytics_mock import __version__
-from analytics_mock.api import email_settings
+from analytics_mock.api import email_settings, test_mail
 from analytics_mock.api.errors import install_error_handlers
 from analytics_mock.api.middleware import VendorHttpMiddleware
+from analytics_mock.api.openapi import finish_openapi
 from analytics_mock.runtime import Runtime, build_runtime
+from analytics_mock.schemas.email_settings import EmailSettingUpdate
+from analytics_mock.schemas.test_mail import SendTestMailActionIn
 from analytics_mock.settings import Settings, get_settings
 
 
@@ -43,24 +45,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         maintenance=lambda: runtime.settings.maintenance,
     )
     app.include_router(email_settings.router)
-    _document_vendor_errors_only(app)
+    app.include_router(test_mail.router)
+    finish_openapi(app, [EmailSettingUpdate, SendTestMailActionIn])
     return app
-
-
-def _document_vendor_errors_only(app: FastAPI) -> None:
-    """Drop FastAPI's 422 from the OpenAPI document: every validation error here is a 400."""
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            document = generate()
-            for operations in document.get("paths", {}).values():
-                for operation in operations.values():
-                    operation.get("responses", {}).pop("422", None)
-            schemas = document.get("components", {}).get("schemas", {})
-            for name in ("HTTPValidationError", "ValidationError"):
-                schemas.pop(name, None)
-            app.openapi_schema = document
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

@@ -129,7 +129,8 @@ async def test_openapi_describes_the_operations(client: httpx.AsyncClient) -> No
         "$order-by",
         "$query",
     }
-    body_schema = update["requestBody"]["content"]["application/json"]["schema"]
+    body_ref = update["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    body_schema = document["components"]["schemas"][body_ref.rsplit("/", 1)[1]]
     assert set(body_schema["properties"]) == {
         "instanceID",
         "hostname",
@@ -145,6 +146,11 @@ async def test_openapi_describes_the_operations(client: httpx.AsyncClient) -> No
     for operation in (listing, update):
         assert {"200", "400", "401", "403", "412", "500"} <= set(operation["responses"])
     assert "422" not in str(document)
+    invoke = paths["/Analytics/v1/services/EmailServerSettings/actions/sendTestMail/invoke"]["post"]
+    action_ref = invoke["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert action_ref.rsplit("/", 1)[1] in document["components"]["schemas"]
+    assert "TestMailIn" in document["components"]["schemas"]
+    assert "Job" in document["components"]["schemas"]
     setting = document["components"]["schemas"]["EmailSetting"]
     assert set(setting["required"]) == {
         "instanceID",

@@ -15,6 +15,7 @@ from analytics_mock.api.dependencies import (
     require_json_accept,
     validate_body,
 )
+from analytics_mock.api.openapi import json_request_body
 from analytics_mock.api.responses import error_responses
 from analytics_mock.errors import InvalidParameter
 from analytics_mock.query.filter_parser import QuerySyntaxError, parse_filter
@@ -140,12 +141,7 @@ def list_email_settings(
         200: {"model": EmailSetting},
         **error_responses(400, 401, 403, 404, 406, 412, 413, 415),
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": EmailSettingUpdate.model_json_schema()}},
-        }
-    },
+    openapi_extra=json_request_body(EmailSettingUpdate),
 )
 def update_email_setting(
     id: str,

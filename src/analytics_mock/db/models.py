@@ -40,6 +40,32 @@ class UserRow(Base):
     locked: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
 
+class TestMailRow(Base):
+    """One sendTestMail attempt, as it was made; never the password."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+    __tablename__ = "test_mails"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(36), unique=True, nullable=False)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False, index=True)
+    completed_at: Mapped[float] = mapped_column(Float, nullable=False)
+    mode: Mapped[str] = mapped_column(String(16), nullable=False)
+    hostname: Mapped[str] = mapped_column(String(255), nullable=False)
+    port_number: Mapped[int] = mapped_column(Integer, nullable=False)
+    secure_connection: Mapped[str] = mapped_column(String(16), nullable=False)
+    authentication_enabled: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    user_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    sender_address: Mapped[str] = mapped_column(String(320), nullable=False)
+    # JSON array of the destination addresses.
+    recipients: Mapped[str] = mapped_column(Text, nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    failure: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    detail: Mapped[str] = mapped_column(Text, nullable=False)
+    # The message as built (headers and body); it holds no credential.
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+
+
 class SessionRow(Base):
     """An HSSO session token, stored only as its SHA-256 digest."""
 

@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from analytics_mock.db.models import EmailSettingRow, SessionRow, UserRow
+from analytics_mock.db.models import EmailSettingRow, SessionRow, TestMailRow, UserRow
 from analytics_mock.query.sql import Field
 
 # The 7 response attributes that `$query` and `$order-by` may name, mapped onto columns.
@@ -38,6 +38,12 @@ class EmailSettingsRepository:
         if for_update:
             stmt = stmt.with_for_update()
         return self.session.scalars(stmt).one_or_none()
+
+    def first(self) -> EmailSettingRow | None:
+        """The oldest object: the one the test mail uses."""
+        return self.session.scalars(
+            select(EmailSettingRow).order_by(EmailSettingRow.pk).limit(1)
+        ).one_or_none()
 
     def page(
         self,
@@ -157,3 +163,26 @@ class SessionRepository:
     def count(self) -> int:
         """How many sessions are stored."""
         return self.session.scalar(select(func.count()).select_from(SessionRow)) or 0
+
+
+class TestMailRepository:
+    """Queries on `test_mails`, the record of test-mail attempts."""
+
+    __test__ = False
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, row: TestMailRow) -> None:
+        """Record one attempt."""
+        self.session.add(row)
+        self.session.flush()
+
+    def newest(self, limit: int) -> list[TestMailRow]:
+        """The most recent attempts, newest first."""
+        stmt = select(TestMailRow).order_by(TestMailRow.pk.desc()).limit(limit)
+        return list(self.session.scalars(stmt))
+
+    def clear(self) -> None:
+        """Forget every attempt."""
+        self.session.execute(delete(TestMailRow))

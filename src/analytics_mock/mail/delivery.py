@@ -84,18 +84,26 @@ class _DeliveryError(Exception):
 
 
 async def deliver_test_mail(
-    target: SmtpTarget, recipients: Sequence[str], options: DeliveryOptions
+    target: SmtpTarget,
+    recipients: Sequence[str],
+    options: DeliveryOptions,
+    *,
+    message: EmailMessage | None = None,
 ) -> DeliveryOutcome:
-    """Send one test mail to all `recipients` in one SMTP transaction (ValueError on bad input)."""
+    """Send one test mail to all `recipients` in one SMTP transaction (ValueError on bad input).
+
+    `message` is the one `build_test_message` makes for this target unless the caller gives it.
+    """
     if target.security not in get_args(SecureConnection):
         raise ValueError(f"unknown secureConnection: {target.security!r}")
-    message = build_test_message(
-        target.sender,
-        recipients,
-        hostname=target.hostname,
-        port=target.port,
-        security=target.security,
-    )
+    if message is None:
+        message = build_test_message(
+            target.sender,
+            recipients,
+            hostname=target.hostname,
+            port=target.port,
+            security=target.security,
+        )
     where = endpoint(target.hostname, target.port)
     logger.debug(
         "sending test mail via %s (%s), authentication %s, %d recipient(s)",

@@ -75,7 +75,7 @@ def list_settings(session: Session, dialect: str, window: ListWindow) -> dict[st
     return body
 
 
-def _new_password(patch: EmailSettingUpdate) -> bytes | None:
+def new_password(patch: EmailSettingUpdate) -> bytes | None:
     """The password to store, or None to keep the stored one."""
     if not patch.updatePassword:
         return None
@@ -124,7 +124,7 @@ def update_setting(
         raise ObjectNotFound(f'The object "{instance_id}" was not found.')
     # Everything is checked before anything is written, so a refusal leaves the row untouched.
     merged = merged_view(row, patch)
-    password = _new_password(patch)
+    password = new_password(patch)
     row.hostname = merged.hostname
     row.port_number = merged.port_number
     row.secure_connection = merged.secure_connection

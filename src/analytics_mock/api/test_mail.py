@@ -1,0 +1,85 @@
+"""Routes of the sendTestMail action: prepare (GET) and invoke (POST)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from analytics_mock.api.dependencies import (
+    AdminDep,
+    JsonBody,
+    RuntimeDep,
+    require_json_accept,
+    validate_body,
+)
+from analytics_mock.api.openapi import json_request_body
+from analytics_mock.api.responses import error_responses
+from analytics_mock.mail import DeliveryOptions
+from analytics_mock.runtime import Runtime
+from analytics_mock.schemas.test_mail import Job, SendTestMailAction, SendTestMailActionIn
+from analytics_mock.services import test_mail as service
+
+ACTION_PATH = "/services/EmailServerSettings/actions/sendTestMail"
+
+router = APIRouter(
+    prefix="/Analytics/v1",
+    tags=["EmailServerSettings"],
+    dependencies=[Depends(require_json_accept)],
+)
+
+
+def delivery_options(runtime: Runtime) -> DeliveryOptions:
+    """The SMTP client's limits and trust, from the settings."""
+    settings = runtime.settings
+    return DeliveryOptions(
+        timeout=settings.smtp_timeout,
+        connect_timeout=min(settings.smtp_connect_timeout, settings.smtp_timeout),
+        verify_tls=settings.smtp_verify_tls,
+        ca_file=str(settings.smtp_ca_file) if settings.smtp_ca_file else None,
+    )
+
+
+@router.get(
+    ACTION_PATH,
+    summary="Prepare a test mail",
+    response_class=JSONResponse,
+    responses={200: {"model": SendTestMailAction}, **error_responses(401, 403, 404, 406, 412)},
+)
+def prepare_test_mail(request: Request, _admin: AdminDep, runtime: RuntimeDep) -> JSONResponse:
+    """GET the Action to invoke, with the stored settings as its parameter."""
+    with runtime.db.session() as session:
+        setting = service.stored_setting(session)
+    href = str(request.url.replace(path=request.url.path + "/invoke", query=""))
+    return JSONResponse(service.action_body(href, setting))
+
+
+@router.post(
+    ACTION_PATH + "/invoke",
+    summary="Send a test mail",
+    response_class=JSONResponse,
+    responses={200: {"model": Job}, **error_responses(400, 401, 403, 404, 406, 412, 413, 415)},
+    openapi_extra=json_request_body(SendTestMailActionIn),
+)
+async def invoke_test_mail(
+    _admin: AdminDep, document: JsonBody, runtime: RuntimeDep
+) -> JSONResponse:
+    """POST the Action: send one test mail and answer with the finished Job."""
+    action = validate_body(SendTestMailActionIn, document, what="the sendTestMail Action")
+
+    def plan() -> service.MailPlan:
+        with runtime.db.session() as session:
+            return service.plan_test_mail(session, runtime.box, action.parameters[0])
+
+    mail_plan = await run_in_threadpool(plan)
+    # Delivery is asyncio all the way, so other requests are served while a mail is in flight.
+    attempt = await service.attempt_test_mail(
+        mail_plan, runtime.settings.test_mail_mode, delivery_options(runtime), runtime.clock
+    )
+
+    def record() -> None:
+        with runtime.db.session(write=True) as session:
+            service.record_attempt(session, mail_plan, attempt)
+
+    await run_in_threadpool(record)
+    return JSONResponse(service.job_body(mail_plan, attempt))
