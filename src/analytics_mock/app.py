@@ -6,13 +6,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 
 from analytics_mock import __version__
-from analytics_mock.api import email_settings, test_mail
+from analytics_mock.api import controls, email_settings, test_mail
+from analytics_mock.api.controls_middleware import ControlsMiddleware
 from analytics_mock.api.errors import install_error_handlers
 from analytics_mock.api.middleware import VendorHttpMiddleware
 from analytics_mock.api.openapi import finish_openapi
 from analytics_mock.runtime import Runtime, build_runtime
+from analytics_mock.schemas.controls import FaultIn, Maintenance, State
 from analytics_mock.schemas.email_settings import EmailSettingUpdate
 from analytics_mock.schemas.test_mail import SendTestMailActionIn
 from analytics_mock.settings import Settings, get_settings
@@ -39,12 +42,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    app.add_middleware(
-        VendorHttpMiddleware,
-        max_body_size=settings.max_body_size,
-        maintenance=lambda: runtime.settings.maintenance,
-    )
+    # Added last, so outermost: the journal sees every answer, a 412 or a fault's included.
+    app.add_middleware(VendorHttpMiddleware, max_body_size=settings.max_body_size)
+    app.add_middleware(ControlsMiddleware, runtime=runtime)
     app.include_router(email_settings.router)
     app.include_router(test_mail.router)
-    finish_openapi(app, [EmailSettingUpdate, SendTestMailActionIn])
+    app.include_router(controls.health)
+    request_models: list[type[BaseModel]] = [EmailSettingUpdate, SendTestMailActionIn]
+    if settings.control_api:
+        app.include_router(controls.router)
+        request_models += [State, FaultIn, Maintenance]
+    finish_openapi(app, request_models)
     return app

@@ -1,4 +1,4 @@
-"""Everything one app instance owns: settings, database, secret box, authenticator."""
+"""Everything one app instance owns: settings, database, secret box, caches, the seed."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from analytics_mock.crypto import SecretBox, secret_box_from_settings
 from analytics_mock.db.engine import Database, create_database_engine
 from analytics_mock.db.migrate import upgrade_to_head
+from analytics_mock.db.repositories import ControlRepository
 from analytics_mock.services.auth import Authenticator
-from analytics_mock.services.email_settings import ensure_default_setting
-from analytics_mock.services.users import load_users_file, sync_users
+from analytics_mock.services.controls import ControlCache, merge_users, seed_store
+from analytics_mock.services.seed import Seed, load_seed_file
+from analytics_mock.services.users import UserSpec, load_users_file
 from analytics_mock.settings import Settings
 
 
@@ -23,6 +25,9 @@ class Runtime:
     db: Database
     box: SecretBox
     authenticator: Authenticator
+    seed: Seed
+    users: list[UserSpec]
+    controls: ControlCache = field(default_factory=ControlCache)
     clock: Callable[[], float] = field(default=time.time)
 
     def close(self) -> None:
@@ -32,15 +37,18 @@ class Runtime:
 
 def build_runtime(settings: Settings) -> Runtime:
     """Migrate the database, seed it, load the users, and return the ready runtime."""
-    users = load_users_file(settings.users_file) if settings.users_file else []
+    seed = load_seed_file(settings.seed_file) if settings.seed_file else Seed()
+    file_users = load_users_file(settings.users_file) if settings.users_file else []
+    users = merge_users(seed.users, file_users)
     box = secret_box_from_settings(settings)
     engine = create_database_engine(settings)
     try:
         upgrade_to_head(engine)
         db = Database(engine)
         with db.session(write=True) as session:
-            ensure_default_setting(session)
-            sync_users(session, users)
+            seed_store(session, box, seed, users)
+            if settings.maintenance:
+                ControlRepository(session).bump(maintenance=True)
     except BaseException:
         engine.dispose()
         raise
@@ -49,4 +57,6 @@ def build_runtime(settings: Settings) -> Runtime:
         lock_system=settings.lock_system_account,
         session_timeout=settings.session_timeout,
     )
-    return Runtime(settings=settings, db=db, box=box, authenticator=authenticator)
+    return Runtime(
+        settings=settings, db=db, box=box, authenticator=authenticator, seed=seed, users=users
+    )

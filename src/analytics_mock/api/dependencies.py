@@ -100,7 +100,11 @@ async def json_body(request: Request, _admin: AdminDep) -> object:
     """The parsed JSON body, read only after the caller is known to be allowed."""
     if not _is_json_content_type(request.headers.get("content-type")):
         raise UnsupportedMediaType("The Content-Type of the request must be application/json.")
-    raw = await request.body()
+    return parse_json(await request.body())
+
+
+def parse_json(raw: bytes) -> object:
+    """A JSON document as the vendor's Java stack reads it; `generic error` otherwise."""
     if not raw.strip():
         raise MalformedBody("The request body is empty.")
     try:

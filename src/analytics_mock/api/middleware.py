@@ -1,53 +1,44 @@
-"""Pure ASGI middleware for what applies to every response: headers, size limit, maintenance."""
+"""Pure ASGI middleware for what applies to every response: vendor headers and the size limit."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from analytics_mock.api.errors import COMMON_HEADERS, error_response
-from analytics_mock.errors import BodyTooLarge, ServerUnavailable
+from analytics_mock.errors import BodyTooLarge
 
-API_PREFIX = "/Analytics/"
+
+def declared_length(scope: Scope) -> int:
+    """The request's Content-Length, 0 when absent or unreadable."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
 
 
 class VendorHttpMiddleware:
-    """Adds the vendor's headers, refuses oversized bodies early, and answers 412 in maintenance."""
+    """Adds the vendor's headers to every response and refuses oversized bodies early."""
 
-    def __init__(
-        self, app: ASGIApp, *, max_body_size: int, maintenance: Callable[[], bool]
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_size: int) -> None:
         self.app = app
         self.max_body_size = max_body_size
-        self.maintenance = maintenance
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         scope.setdefault("state", {})
-        if scope["path"].startswith(API_PREFIX) and self.maintenance():
-            await error_response(scope, ServerUnavailable())(scope, receive, send)
-            return
-        if self._declared_length(scope) > self.max_body_size:
+        if declared_length(scope) > self.max_body_size:
             await error_response(scope, self._too_large())(scope, receive, send)
             return
         await self.app(scope, self._limited(receive), self._with_headers(scope, send))
 
     def _too_large(self) -> BodyTooLarge:
         return BodyTooLarge(f"The request body is larger than {self.max_body_size} bytes.")
-
-    @staticmethod
-    def _declared_length(scope: Scope) -> int:
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    return int(value)
-                except ValueError:
-                    return 0
-        return 0
 
     def _limited(self, receive: Receive) -> Receive:
         received = 0

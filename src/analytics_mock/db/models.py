@@ -77,3 +77,47 @@ class SessionRow(Base):
     )
     created_at: Mapped[float] = mapped_column(Float, nullable=False)
     last_used_at: Mapped[float] = mapped_column(Float, nullable=False, index=True)
+
+
+class JournalRow(Base):
+    """One emulated API call as the client made it, secrets redacted."""
+
+    __tablename__ = "journal"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False, index=True)
+    method: Mapped[str] = mapped_column(String(16), nullable=False)
+    path: Mapped[str] = mapped_column(Text, nullable=False)
+    query: Mapped[str] = mapped_column(Text, nullable=False)
+    # JSON object of the request headers.
+    headers: Mapped[str] = mapped_column(Text, nullable=False)
+    body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    status: Mapped[int] = mapped_column(Integer, nullable=False)
+    duration_ms: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class FaultRow(Base):
+    """A fault rule: matching calls get a status, a delay, or a dropped connection."""
+
+    __tablename__ = "faults"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    method: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    path_pattern: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    delay_ms: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    drop: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # None: until removed.
+    remaining: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class ControlRow(Base):
+    """The one row of shared switches; `generation` moves whenever faults or switches change."""
+
+    __tablename__ = "control"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    maintenance: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    generation: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

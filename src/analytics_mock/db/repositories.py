@@ -9,7 +9,15 @@ from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from analytics_mock.db.models import EmailSettingRow, SessionRow, TestMailRow, UserRow
+from analytics_mock.db.models import (
+    ControlRow,
+    EmailSettingRow,
+    FaultRow,
+    JournalRow,
+    SessionRow,
+    TestMailRow,
+    UserRow,
+)
 from analytics_mock.query.sql import Field
 
 # The 7 response attributes that `$query` and `$order-by` may name, mapped onto columns.
@@ -69,6 +77,16 @@ class EmailSettingsRepository:
         """How many objects are stored."""
         return self.session.scalar(select(func.count()).select_from(EmailSettingRow)) or 0
 
+    def all(self) -> list[EmailSettingRow]:
+        """Every object, in creation order."""
+        return list(self.session.scalars(select(EmailSettingRow).order_by(EmailSettingRow.pk)))
+
+    def replace_all(self, rows: Sequence[EmailSettingRow]) -> None:
+        """Make `rows` the only objects."""
+        self.session.execute(delete(EmailSettingRow))
+        self.session.add_all(rows)
+        self.session.flush()
+
     def add_if_absent(self, row: EmailSettingRow) -> bool:
         """Insert `row` unless its instanceID exists; false when another process won the race."""
         try:
@@ -119,6 +137,18 @@ class UserRepository:
             .values(failed_logins=0)
         )
 
+    def set_lock_state(self, name: str, failed_logins: int, locked: bool) -> None:
+        """Set an account's failure count and lock as given."""
+        self.session.execute(
+            update(UserRow)
+            .where(UserRow.name == name)
+            .values(failed_logins=failed_logins, locked=locked)
+        )
+
+    def unlock_all(self) -> None:
+        """Unlock every account and clear every failure count."""
+        self.session.execute(update(UserRow).values(locked=False, failed_logins=0))
+
     def unlock(self, name: str) -> bool:
         """Unlock the account and clear its failures; false if there is no such account."""
         result = self.session.execute(
@@ -160,6 +190,10 @@ class SessionRepository:
         """End every session unused since `idle_before`."""
         self.session.execute(delete(SessionRow).where(SessionRow.last_used_at < idle_before))
 
+    def clear(self) -> None:
+        """End every session."""
+        self.session.execute(delete(SessionRow))
+
     def count(self) -> int:
         """How many sessions are stored."""
         return self.session.scalar(select(func.count()).select_from(SessionRow)) or 0
@@ -186,3 +220,100 @@ class TestMailRepository:
     def clear(self) -> None:
         """Forget every attempt."""
         self.session.execute(delete(TestMailRow))
+
+
+class JournalRepository:
+    """Queries on `journal`, the bounded record of emulated API calls."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, row: JournalRow, keep: int) -> None:
+        """Record one call and forget all but the newest `keep`."""
+        self.session.add(row)
+        self.session.flush()
+        self.session.execute(delete(JournalRow).where(JournalRow.id <= row.id - keep))
+
+    def newest(
+        self,
+        *,
+        limit: int,
+        method: str | None = None,
+        path: str | None = None,
+        status: int | None = None,
+        since: float | None = None,
+    ) -> list[JournalRow]:
+        """Calls matching every given filter, newest first."""
+        stmt = select(JournalRow)
+        if method is not None:
+            stmt = stmt.where(JournalRow.method == method)
+        if path is not None:
+            stmt = stmt.where(JournalRow.path == path)
+        if status is not None:
+            stmt = stmt.where(JournalRow.status == status)
+        if since is not None:
+            stmt = stmt.where(JournalRow.created_at >= since)
+        return list(self.session.scalars(stmt.order_by(JournalRow.id.desc()).limit(limit)))
+
+    def clear(self) -> None:
+        """Forget every call."""
+        self.session.execute(delete(JournalRow))
+
+
+class FaultRepository:
+    """Queries on `faults`."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def all(self) -> list[FaultRow]:
+        """Every rule, oldest first (the order in which they are matched)."""
+        return list(self.session.scalars(select(FaultRow).order_by(FaultRow.id)))
+
+    def add(self, row: FaultRow) -> None:
+        """Store a rule."""
+        self.session.add(row)
+        self.session.flush()
+
+    def delete(self, fault_id: int) -> bool:
+        """Remove one rule; false if there was none."""
+        result = self.session.execute(delete(FaultRow).where(FaultRow.id == fault_id))
+        return bool(getattr(result, "rowcount", 0))
+
+    def clear(self) -> None:
+        """Remove every rule."""
+        self.session.execute(delete(FaultRow))
+
+    def take(self, fault_id: int) -> bool:
+        """Use up one of a counted rule's calls; false when none is left (or it is gone)."""
+        # One conditional UPDATE, so two processes can never both take the last call.
+        result = self.session.execute(
+            update(FaultRow)
+            .where(FaultRow.id == fault_id, FaultRow.remaining > 0)
+            .values(remaining=FaultRow.remaining - 1)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    def exists(self, fault_id: int) -> bool:
+        """Whether the rule is still stored."""
+        return self.session.get(FaultRow, fault_id) is not None
+
+
+class ControlRepository:
+    """The shared switches row."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self) -> ControlRow:
+        """The switches (the migration creates the row)."""
+        row = self.session.get(ControlRow, 1)
+        assert row is not None, "the control row is created by migration 0003"
+        return row
+
+    def bump(self, *, maintenance: bool | None = None) -> None:
+        """Tell every process to reload faults and switches, setting maintenance if given."""
+        values: dict[str, Any] = {"generation": ControlRow.generation + 1}
+        if maintenance is not None:
+            values["maintenance"] = maintenance
+        self.session.execute(update(ControlRow).where(ControlRow.id == 1).values(**values))

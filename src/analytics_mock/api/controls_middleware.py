@@ -1,0 +1,160 @@
+"""The emulated API's test controls on the wire: maintenance, faults and the request journal."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from analytics_mock.api.errors import error_response
+from analytics_mock.api.middleware import declared_length
+from analytics_mock.errors import CATALOGUE, DomainError, ServerUnavailable
+from analytics_mock.runtime import Runtime
+from analytics_mock.services.controls import FaultRule, take_fault
+from analytics_mock.services.journal import Call, record_call, redact_body, redact_headers
+
+API_PREFIX = "/Analytics/"
+# A body the app never read (a refusal before parsing) is still journalled when this small.
+_DRAIN_LIMIT = 64 * 1024
+
+
+class ConnectionDroppedError(ConnectionError):
+    """A `drop` fault where there is no connection to drop (an in-process transport)."""
+
+
+def fault_error(rule: FaultRule) -> DomainError:
+    """The vendor-shaped error a status fault answers with."""
+    kind = next((k for k in CATALOGUE if k.status == rule.status), None)
+    text = rule.message or "Injected fault."
+    error = DomainError(text)
+    error.status = rule.status or 500
+    error.message_id = kind.message_id if kind is not None else "KNAQ29999-E"
+    return error
+
+
+async def drop_connection(receive: Receive) -> None:
+    """Close the client's connection without an answer (uvicorn); raise where there is none."""
+    # uvicorn's receive is a bound method of the request cycle, which holds the transport.
+    transport: Any = getattr(getattr(receive, "__self__", None), "transport", None)
+    if transport is None:
+        raise ConnectionDroppedError("connection dropped by a fault rule")
+    transport.abort()
+    # Let connection_lost run, so uvicorn sees a client gone rather than an app that forgot.
+    await asyncio.sleep(0)
+
+
+class ControlsMiddleware:
+    """Outermost layer of `/Analytics/`: every call is journalled, whatever answers it."""
+
+    def __init__(self, app: ASGIApp, *, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        scope.setdefault("state", {})
+        call = _CallRecorder(self.runtime, scope, receive, send)
+        snapshot = await run_in_threadpool(self._snapshot)
+        if snapshot.maintenance:
+            await error_response(scope, ServerUnavailable())(scope, call.receive, call.send)
+            return
+        rule = next((r for r in snapshot.faults if r.matches(scope["method"], scope["path"])), None)
+        if rule is not None and await run_in_threadpool(self._take, rule):
+            if rule.delay_ms:
+                await asyncio.sleep(rule.delay_ms / 1000)
+            if rule.drop:
+                await call.journal(status=0)
+                await drop_connection(receive)
+                return
+            if rule.status is not None:
+                await error_response(scope, fault_error(rule))(scope, call.receive, call.send)
+                return
+        try:
+            await self.app(scope, call.receive, call.send)
+        except BaseException:
+            if not call.journalled:
+                await call.journal(status=500)
+            raise
+
+    def _snapshot(self) -> Any:
+        with self.runtime.db.session() as session:
+            return self.runtime.controls.current(session)
+
+    def _take(self, rule: FaultRule) -> bool:
+        with self.runtime.db.session(write=True) as session:
+            return take_fault(session, rule)
+
+
+class _CallRecorder:
+    """Wraps one call's receive and send to journal it just before its last byte goes out."""
+
+    def __init__(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+        self.runtime = runtime
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self.started = runtime.clock()
+        self._t0 = time.perf_counter()
+        self._body = bytearray()
+        self._body_done = False
+        self._status = 0
+        self.journalled = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            if len(self._body) < _DRAIN_LIMIT:
+                self._body += message.get("body", b"")
+            self._body_done = not message.get("more_body", False)
+        return message
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self._status = message["status"]
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            # Written before the last byte leaves, so a client that reads the journal right
+            # after its call always finds the call there.
+            await self.journal(status=self._status)
+        await self._send(message)
+
+    async def journal(self, *, status: int) -> None:
+        """Record the call once, if the journal is on."""
+        if self.journalled or self.runtime.settings.journal_size == 0:
+            self.journalled = True
+            return
+        self.journalled = True
+        if not self._body_done and 0 < declared_length(self.scope) <= _DRAIN_LIMIT:
+            await self._drain()
+        scope = self.scope
+        call = Call(
+            started=self.started,
+            method=scope["method"],
+            path=scope["path"],
+            query=scope.get("query_string", b"").decode("latin-1"),
+            headers=redact_headers(scope["headers"]),
+            body=redact_body(bytes(self._body)),
+            status=status,
+            duration_ms=(time.perf_counter() - self._t0) * 1000,
+        )
+        keep = self.runtime.settings.journal_size
+
+        def write() -> None:
+            with self.runtime.db.session(write=True) as session:
+                record_call(session, call, keep)
+
+        await run_in_threadpool(write)
+
+    async def _drain(self) -> None:
+        try:
+            async with asyncio.timeout(1.0):
+                while not self._body_done:
+                    message = await self.receive()
+                    if message["type"] != "http.request":
+                        break
+        except TimeoutError:
+            pass

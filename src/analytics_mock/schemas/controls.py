@@ -1,0 +1,118 @@
+"""Bodies of the test-control API under `/_mock/`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from analytics_mock.services.seed import SeedSetting
+from analytics_mock.services.users import Permission, UserName
+
+HttpMethod = Literal["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+
+
+class FaultIn(BaseModel):
+    """A fault rule to add: which calls it matches and what it does to them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: HttpMethod | None = Field(default=None, description="Any method when omitted.")
+    path: Annotated[str, StringConstraints(min_length=1, max_length=2048)] = Field(
+        description="Glob on the decoded path, e.g. /Analytics/v1/objects/*"
+    )
+    status: int | None = Field(default=None, ge=400, le=599, description="Answer this status.")
+    message: Annotated[str, StringConstraints(max_length=500)] | None = None
+    delayMs: int = Field(default=0, ge=0, le=60_000)  # noqa: N815 - JSON member names
+    drop: bool = Field(default=False, description="Close the connection without an answer.")
+    times: int | None = Field(
+        default=None, ge=1, description="Next N matching calls; omitted: until removed."
+    )
+
+    @model_validator(mode="after")
+    def _has_effect(self) -> FaultIn:
+        if self.status is None and not self.drop and self.delayMs == 0:
+            raise ValueError("a fault needs a status, a delayMs or drop")
+        if self.status is not None and self.drop:
+            raise ValueError("status and drop exclude each other")
+        return self
+
+
+class Fault(BaseModel):
+    """A stored fault rule."""
+
+    id: int
+    method: str | None
+    path: str
+    status: int | None
+    message: str | None
+    delayMs: int  # noqa: N815
+    drop: bool
+    remaining: int | None = Field(description="Calls left; null until removed.")
+
+
+class StateUser(BaseModel):
+    """An account in the exported state; the password only as its hash."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: UserName
+    passwordHash: str | None = Field(default=None, repr=False)  # noqa: N815
+    password: str | None = Field(default=None, repr=False, min_length=1)
+    permissions: list[Permission] = Field(default_factory=list)
+    failedLogins: int = Field(default=0, ge=0)  # noqa: N815
+    locked: bool = False
+
+
+class State(BaseModel):
+    """The whole emulated state that `/_mock/state` exports and imports."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    settings: list[SeedSetting] = Field(min_length=1)
+    users: list[StateUser] = Field(default_factory=list)
+    maintenance: bool = False
+    faults: list[FaultIn] = Field(default_factory=list)
+
+
+class Maintenance(BaseModel):
+    """The maintenance switch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool
+
+
+class JournalEntry(BaseModel):
+    """One emulated API call as the client made it, secrets redacted."""
+
+    id: int
+    time: str
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: str | None
+    status: int
+    durationMs: float  # noqa: N815
+
+
+class TestMailRecord(BaseModel):
+    """One test-mail attempt, without the password."""
+
+    __test__ = False
+    jobId: str  # noqa: N815
+    created: str
+    completed: str
+    mode: Literal["smtp", "capture"]
+    hostname: str
+    portNumber: int  # noqa: N815
+    secureConnection: str  # noqa: N815
+    authenticationEnabled: bool  # noqa: N815
+    userId: str | None  # noqa: N815
+    senderAddress: str  # noqa: N815
+    destinationAddresses: list[str]  # noqa: N815
+    state: Literal["success", "failed"]
+    failureKind: str | None  # noqa: N815
+    detail: str
+    content: str = Field(description="The message as built: headers and body.")

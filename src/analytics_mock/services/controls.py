@@ -1,0 +1,263 @@
+"""Rules of the test controls: reset, state export and import, faults, maintenance, records.
+
+Faults and maintenance live in the database so that every process over it honours them; each
+process caches them and reloads only when the shared `generation` counter moves.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from analytics_mock.crypto import SecretBox
+from analytics_mock.db.models import FaultRow
+from analytics_mock.db.repositories import (
+    ControlRepository,
+    EmailSettingsRepository,
+    FaultRepository,
+    JournalRepository,
+    SessionRepository,
+    TestMailRepository,
+    UserRepository,
+)
+from analytics_mock.schemas.controls import FaultIn, State, StateUser
+from analytics_mock.services.seed import Seed, SeedSetting
+from analytics_mock.services.test_mail import vendor_time
+from analytics_mock.services.users import UserSpec, sync_users
+
+
+def merge_users(*groups: list[UserSpec]) -> list[UserSpec]:
+    """Users from several sources; a later source wins for the same name."""
+    merged: dict[str, UserSpec] = {}
+    for group in groups:
+        for spec in group:
+            merged[spec.name] = spec
+    return list(merged.values())
+
+
+def seed_store(session: Session, box: SecretBox, seed: Seed, users: list[UserSpec]) -> None:
+    """At start-up: seed an empty store and bring the accounts in line with the configuration."""
+    settings = EmailSettingsRepository(session)
+    if settings.count() == 0:
+        for row in seed.setting_rows(box):
+            settings.add_if_absent(row)
+    sync_users(session, users)
+
+
+def reset(
+    session: Session, box: SecretBox, seed: Seed, users: list[UserSpec], maintenance: bool
+) -> None:
+    """Everything back to the seed: settings, accounts, tokens, journal, faults, mails, switches."""
+    EmailSettingsRepository(session).replace_all(seed.setting_rows(box))
+    sync_users(session, users)
+    UserRepository(session).unlock_all()
+    SessionRepository(session).clear()
+    JournalRepository(session).clear()
+    FaultRepository(session).clear()
+    TestMailRepository(session).clear()
+    ControlRepository(session).bump(maintenance=maintenance)
+
+
+def fault_body(row: FaultRow) -> dict[str, Any]:
+    """A stored fault rule as the control API shows it."""
+    return {
+        "id": row.id,
+        "method": row.method,
+        "path": row.path_pattern,
+        "status": row.status,
+        "message": row.message,
+        "delayMs": row.delay_ms,
+        "drop": row.drop,
+        "remaining": row.remaining,
+    }
+
+
+def export_state(session: Session) -> dict[str, Any]:
+    """The whole emulated state; passwords only as ciphertext or hash."""
+    users = UserRepository(session).all()
+    return {
+        "settings": [SeedSetting.from_row(row) for row in EmailSettingsRepository(session).all()],
+        "users": [
+            {
+                "name": user.name,
+                "passwordHash": user.password_hash,
+                "permissions": sorted(p for p in user.permissions.split(",") if p),
+                "failedLogins": user.failed_logins,
+                "locked": user.locked,
+            }
+            for user in users
+        ],
+        "maintenance": ControlRepository(session).get().maintenance,
+        "faults": [fault_body(row) for row in FaultRepository(session).all()],
+    }
+
+
+def _user_spec(user: StateUser) -> UserSpec:
+    return UserSpec.model_validate(
+        {
+            "name": user.name,
+            "password": user.password,
+            "passwordHash": user.passwordHash,
+            "permissions": user.permissions,
+        }
+    )
+
+
+def import_state(session: Session, box: SecretBox, state: State, now: float) -> None:
+    """Replace the emulated state with `state`; sessions end, journal and mail record stay."""
+    EmailSettingsRepository(session).replace_all([s.to_row(box) for s in state.settings])
+    sync_users(session, [_user_spec(user) for user in state.users])
+    users = UserRepository(session)
+    for user in state.users:
+        users.set_lock_state(user.name, user.failedLogins, user.locked)
+    SessionRepository(session).clear()
+    faults = FaultRepository(session)
+    faults.clear()
+    for fault in state.faults:
+        faults.add(fault_row(fault, now))
+    ControlRepository(session).bump(maintenance=state.maintenance)
+
+
+def fault_row(fault: FaultIn, now: float) -> FaultRow:
+    """The row for a new fault rule."""
+    return FaultRow(
+        method=fault.method,
+        path_pattern=fault.path,
+        status=fault.status,
+        message=fault.message,
+        delay_ms=fault.delayMs,
+        drop=fault.drop,
+        remaining=fault.times,
+        created_at=now,
+    )
+
+
+def add_fault(session: Session, fault: FaultIn, now: float) -> dict[str, Any]:
+    """Store a fault rule and tell every process."""
+    row = fault_row(fault, now)
+    FaultRepository(session).add(row)
+    ControlRepository(session).bump()
+    return fault_body(row)
+
+
+def delete_fault(session: Session, fault_id: int) -> bool:
+    """Remove one fault rule; false if there is none."""
+    deleted = FaultRepository(session).delete(fault_id)
+    if deleted:
+        ControlRepository(session).bump()
+    return deleted
+
+
+def clear_faults(session: Session) -> None:
+    """Remove every fault rule."""
+    FaultRepository(session).clear()
+    ControlRepository(session).bump()
+
+
+def set_maintenance(session: Session, enabled: bool) -> None:
+    """Turn the maintenance switch on or off for every process."""
+    ControlRepository(session).bump(maintenance=enabled)
+
+
+@dataclass(frozen=True)
+class FaultRule:
+    """A cached fault rule."""
+
+    id: int
+    method: str | None
+    pattern: str
+    status: int | None
+    message: str | None
+    delay_ms: int
+    drop: bool
+    counted: bool
+
+    def matches(self, method: str, path: str) -> bool:
+        """Whether a call with this method and decoded path falls under the rule."""
+        return (self.method is None or self.method == method) and fnmatch.fnmatchcase(
+            path, self.pattern
+        )
+
+
+@dataclass(frozen=True)
+class ControlSnapshot:
+    """The switches and rules as of one generation."""
+
+    generation: int
+    maintenance: bool
+    faults: tuple[FaultRule, ...]
+
+
+class ControlCache:
+    """Per-process copy of the shared switches, reloaded when their generation moves."""
+
+    def __init__(self) -> None:
+        self._snapshot = ControlSnapshot(-1, False, ())
+        self._lock = threading.Lock()
+
+    def current(self, session: Session) -> ControlSnapshot:
+        """The switches now: one primary-key read, plus the rules when they changed."""
+        control = ControlRepository(session).get()
+        with self._lock:
+            if control.generation == self._snapshot.generation:
+                return self._snapshot
+        rules = tuple(
+            FaultRule(
+                row.id,
+                row.method,
+                row.path_pattern,
+                row.status,
+                row.message,
+                row.delay_ms,
+                row.drop,
+                row.remaining is not None,
+            )
+            for row in FaultRepository(session).all()
+        )
+        snapshot = ControlSnapshot(control.generation, control.maintenance, rules)
+        with self._lock:
+            self._snapshot = snapshot
+        return snapshot
+
+
+def take_fault(session: Session, rule: FaultRule) -> bool:
+    """Claim one use of `rule`; a counted rule that is used up is removed for every process."""
+    faults = FaultRepository(session)
+    if not rule.counted:
+        return faults.exists(rule.id)
+    if not faults.take(rule.id):
+        return False
+    row = session.get(FaultRow, rule.id)
+    if row is not None and row.remaining == 0:
+        faults.delete(rule.id)
+        ControlRepository(session).bump()
+    return True
+
+
+def list_test_mails(session: Session, limit: int) -> list[dict[str, Any]]:
+    """The newest test-mail attempts, without passwords (none are recorded)."""
+    return [
+        {
+            "jobId": row.job_id,
+            "created": vendor_time(row.created_at),
+            "completed": vendor_time(row.completed_at),
+            "mode": row.mode,
+            "hostname": row.hostname,
+            "portNumber": row.port_number,
+            "secureConnection": row.secure_connection,
+            "authenticationEnabled": row.authentication_enabled,
+            "userId": row.user_id,
+            "senderAddress": row.sender_address,
+            "destinationAddresses": json.loads(row.recipients),
+            "state": row.state,
+            "failureKind": row.failure,
+            "detail": row.detail,
+            "content": row.message,
+        }
+        for row in TestMailRepository(session).newest(limit)
+    ]

@@ -1,0 +1,102 @@
+"""The request journal: what each emulated API call carried, with every secret redacted."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from analytics_mock.db.models import JournalRow
+from analytics_mock.db.repositories import JournalRepository
+from analytics_mock.services.test_mail import vendor_time
+
+REDACTED = "***"
+_SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie"}
+# For bodies that are not valid JSON: any "password" member's string value, even unterminated.
+_PASSWORD_TEXT = re.compile(r'("password"\s*:\s*)"(?:[^"\\]|\\.)*"?', re.IGNORECASE)
+_MAX_BODY = 64 * 1024
+
+
+def redact_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Request headers by lower-case name; credentials keep only their scheme."""
+    shown: dict[str, str] = {}
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        if name in _SECRET_HEADERS:
+            scheme = value.strip().split(" ", 1)[0] if name != "cookie" else ""
+            value = f"{scheme} {REDACTED}".strip()
+        shown[name] = f"{shown[name]}, {value}" if name in shown else value
+    return shown
+
+
+def _redact_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if key.lower() == "password" else _redact_json(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_redact_json(item) for item in value]
+    return value
+
+
+def redact_body(raw: bytes) -> str | None:
+    """The body as text with every `password` member masked; None when there was none."""
+    if not raw:
+        return None
+    text = raw[:_MAX_BODY].decode("utf-8", errors="replace")
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError):
+        return _PASSWORD_TEXT.sub(rf'\1"{REDACTED}"', text)
+    return json.dumps(_redact_json(document), ensure_ascii=False)[:_MAX_BODY]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One finished call, ready to be journalled."""
+
+    started: float
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: str | None
+    status: int
+    duration_ms: float
+
+
+def record_call(session: Session, call: Call, keep: int) -> None:
+    """Journal `call`, keeping only the newest `keep` calls."""
+    JournalRepository(session).add(
+        JournalRow(
+            created_at=call.started,
+            method=call.method,
+            path=call.path,
+            query=call.query,
+            headers=json.dumps(call.headers),
+            body=call.body,
+            status=call.status,
+            duration_ms=call.duration_ms,
+        ),
+        keep,
+    )
+
+
+def journal_body(row: JournalRow) -> dict[str, Any]:
+    """A journalled call as the control API shows it."""
+    return {
+        "id": row.id,
+        "time": vendor_time(row.created_at),
+        "method": row.method,
+        "path": row.path,
+        "query": row.query,
+        "headers": json.loads(row.headers),
+        "body": row.body,
+        "status": row.status,
+        "durationMs": round(row.duration_ms, 3),
+    }

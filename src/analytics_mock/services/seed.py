@@ -1,0 +1,166 @@
+"""The seed: settings objects and users a store starts from, and returns to on reset.
+
+The same shapes serve the `--seed-file` (JSON or YAML) and the state that `/_mock/state` exports
+and imports. Passwords are never in clear on export: SMTP passwords travel as
+`passwordEncrypted` (the stored ciphertext, readable with the same secret key), account passwords
+as `passwordHash`. A seed may give a plaintext instead (`password`: Base64 for SMTP, as in the
+API; `password`: plain text for an account, hashed when loaded).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from analytics_mock.crypto import SecretBox
+from analytics_mock.db.models import EmailSettingRow
+from analytics_mock.schemas.email_settings import (
+    BooleanIn,
+    HostnameIn,
+    PortIn,
+    SecureConnectionIn,
+    SenderIn,
+    UserIdIn,
+)
+from analytics_mock.services.email_settings import default_setting
+from analytics_mock.services.users import UserSpec
+from analytics_mock.validation import decode_base64_password
+
+InstanceId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+
+class SeedSetting(BaseModel):
+    """One settings object; members left out take the default object's values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instanceID: InstanceId  # noqa: N815 - the vendor's member names
+    hostname: HostnameIn = "localhost"
+    portNumber: PortIn = 25  # noqa: N815
+    secureConnection: SecureConnectionIn = "Plain"  # noqa: N815
+    authenticationEnabled: BooleanIn = False  # noqa: N815
+    userId: UserIdIn = None  # noqa: N815
+    senderAddress: SenderIn = "analytics@localhost"  # noqa: N815
+    password: str | None = Field(default=None, repr=False)
+    passwordEncrypted: str | None = Field(default=None, repr=False)  # noqa: N815
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SeedSetting:
+        for name in ("hostname", "portNumber", "secureConnection", "authenticationEnabled"):
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} must not be null")
+        if self.senderAddress is None:
+            raise ValueError("senderAddress must not be null")
+        if self.authenticationEnabled and self.userId is None:
+            raise ValueError("userId is required when authenticationEnabled is true")
+        if self.password is not None and self.passwordEncrypted is not None:
+            raise ValueError("give at most one of password and passwordEncrypted")
+        if self.password is not None:
+            decoded = decode_base64_password(self.password)
+            if decoded is None or not 1 <= len(decoded) <= 255:
+                raise ValueError("password must be Base64 (standard, padded) of 1 to 255 bytes")
+        return self
+
+    def to_row(self, box: SecretBox) -> EmailSettingRow:
+        """The row to store, the password encrypted under `box`."""
+        encrypted: bytes | None = None
+        if self.password is not None:
+            decoded = decode_base64_password(self.password)
+            assert decoded is not None
+            encrypted = box.encrypt(decoded)
+        elif self.passwordEncrypted is not None:
+            encrypted = self.passwordEncrypted.encode()
+            box.decrypt(encrypted)  # refuse a ciphertext this server could never use
+        assert self.hostname is not None and self.portNumber is not None
+        assert self.secureConnection is not None and self.senderAddress is not None
+        return EmailSettingRow(
+            instance_id=self.instanceID,
+            hostname=self.hostname,
+            port_number=self.portNumber,
+            secure_connection=self.secureConnection,
+            authentication_enabled=bool(self.authenticationEnabled),
+            user_id=self.userId,
+            password_encrypted=encrypted,
+            sender_address=self.senderAddress,
+        )
+
+    @classmethod
+    def from_row(cls, row: EmailSettingRow) -> dict[str, Any]:
+        """The exported form of a stored object: the password only as its ciphertext."""
+        return {
+            "instanceID": row.instance_id,
+            "hostname": row.hostname,
+            "authenticationEnabled": row.authentication_enabled,
+            "userId": row.user_id,
+            "senderAddress": row.sender_address,
+            "secureConnection": row.secure_connection,
+            "portNumber": row.port_number,
+            "passwordEncrypted": row.password_encrypted.decode()
+            if row.password_encrypted
+            else None,
+        }
+
+
+def _unique_instance_ids(settings: list[SeedSetting]) -> None:
+    ids = [setting.instanceID for setting in settings]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate instanceID: {', '.join(duplicates)}")
+
+
+class Seed(BaseModel):
+    """A seed file: `{"settings": [...], "users": [...]}`, both optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    settings: list[SeedSetting] = Field(default_factory=list)
+    users: list[UserSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Seed:
+        _unique_instance_ids(self.settings)
+        names = [user.name for user in self.users]
+        if len(names) != len(set(names)):
+            raise ValueError("duplicate user names")
+        return self
+
+    def setting_rows(self, box: SecretBox) -> list[EmailSettingRow]:
+        """The objects a reset restores: the seed's, or the default object."""
+        if not self.settings:
+            return [default_setting()]
+        return [setting.to_row(box) for setting in self.settings]
+
+
+class SeedFileError(ValueError):
+    """The seed file cannot be read or does not validate; the text is one line."""
+
+
+def one_line(exc: ValidationError) -> str:
+    """The first problem of a validation error, without the input (it may hold a secret)."""
+    first = exc.errors(include_input=False, include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "top level"
+    return f"{where}: {first['msg']}"
+
+
+def load_seed_file(path: Path) -> Seed:
+    """Read and validate a seed file."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SeedFileError(f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise SeedFileError(f"{path} is not valid JSON or YAML: {type(exc).__name__}") from None
+    try:
+        return Seed.model_validate(document or {})
+    except ValidationError as exc:
+        raise SeedFileError(f"{path}: {one_line(exc)}") from None
