@@ -94,29 +94,14 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn  # noqa: PLC0415 - only `serve` needs the server stack
-
-    from analytics_mock.app import create_app  # noqa: PLC0415
     from analytics_mock.logs import configure_logging  # noqa: PLC0415
-    from analytics_mock.services.users import UsersFileError  # noqa: PLC0415
+    from analytics_mock.serving import serve  # noqa: PLC0415 - only `serve` needs the server stack
 
     settings = settings_from_args(args)
     configure_logging(settings.log_level, settings.log_format)
     for name, value in settings.masked().items():
         logger.info("config %s = %s", name, value, extra={"setting": name, "value": value})
-    try:
-        app = create_app(settings)
-    except UsersFileError as exc:
-        raise CliError(f"bad --users-file: {exc}") from None
-    except (SQLAlchemyError, OSError) as exc:
-        raise CliError(_database_error(settings, exc)) from None
-    logger.info(
-        "analytics-mock %s serving http://%s:%d/Analytics/v1",
-        __version__,
-        settings.host,
-        settings.port,
-    )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, server_header=False)
+    serve(settings)
     return 0
 
 

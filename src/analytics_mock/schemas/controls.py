@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from analytics_mock.services.seed import SeedSetting
+from analytics_mock.services.seed import SeedSetting, check_unique_instance_ids
 from analytics_mock.services.users import Permission, UserName
 
 HttpMethod = Literal["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS"]
@@ -73,6 +73,14 @@ class State(BaseModel):
     users: list[StateUser] = Field(default_factory=list)
     maintenance: bool = False
     faults: list[FaultIn] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> State:
+        check_unique_instance_ids(self.settings)
+        names = [user.name for user in self.users]
+        if len(names) != len(set(names)):
+            raise ValueError("duplicate user names")
+        return self
 
 
 class Maintenance(BaseModel):

@@ -111,7 +111,8 @@ class SeedSetting(BaseModel):
         }
 
 
-def _unique_instance_ids(settings: list[SeedSetting]) -> None:
+def check_unique_instance_ids(settings: list[SeedSetting]) -> None:
+    """Refuse two objects with one instanceID."""
     ids = [setting.instanceID for setting in settings]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -128,7 +129,7 @@ class Seed(BaseModel):
 
     @model_validator(mode="after")
     def _unique(self) -> Seed:
-        _unique_instance_ids(self.settings)
+        check_unique_instance_ids(self.settings)
         names = [user.name for user in self.users]
         if len(names) != len(set(names)):
             raise ValueError("duplicate user names")

@@ -1,0 +1,454 @@
+"""The test controls under /_mock/: reset, state, journal, faults, maintenance, records."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from analytics_mock.api.controls_middleware import ConnectionDroppedError
+from analytics_mock.services.seed import SeedFileError, load_seed_file
+from tests.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH, basic
+
+pytestmark = pytest.mark.anyio
+
+INVOKE = "/Analytics/v1/services/EmailServerSettings/actions/sendTestMail/invoke"
+SMTP_PASSWORD = "smtp-Secret-42"
+
+
+async def put_port(client: httpx.AsyncClient, port: int) -> httpx.Response:
+    return await client.put(OBJECT_PATH, json={"portNumber": port}, headers=ADMIN)
+
+
+async def journal(client: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:
+    response = await client.get("/_mock/requests", params=params)
+    assert response.status_code == 200
+    entries: list[dict[str, Any]] = response.json()["requests"]
+    return entries
+
+
+async def add_fault(client: httpx.AsyncClient, **rule: Any) -> dict[str, Any]:
+    response = await client.post("/_mock/faults", json=rule)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def test_reset_returns_everything_to_the_seed(
+    make_client: Callable[..., httpx.AsyncClient],
+) -> None:
+    async with make_client(account_lock_num=1, test_mail_mode="capture") as client:
+        await client.put(
+            OBJECT_PATH,
+            json={"hostname": "changed.example.com", "updatePassword": True, "password": "eA=="},
+            headers=ADMIN,
+        )
+        await client.post(
+            INVOKE,
+            json={"parameters": [{"destinationAddresses": ["a@example.com"]}]},
+            headers=ADMIN,
+        )
+        await add_fault(client, path="/nothing", status=500)
+        await client.put("/_mock/maintenance", json={"enabled": True})
+        assert (await client.post("/_mock/reset")).json() == {"reset": True}
+        listed = await client.get(SETTINGS_PATH, headers=ADMIN)
+        assert listed.status_code == 200
+        assert listed.json()["data"][0]["hostname"] == "localhost"
+        assert (await client.get("/_mock/faults")).json() == {"faults": []}
+        assert (await client.get("/_mock/test-mails")).json() == {"testMails": []}
+        assert (await client.get("/_mock/maintenance")).json() == {"enabled": False}
+        # Only the GET after the reset is in the journal.
+        assert [e["method"] for e in await journal(client)] == ["GET"]
+        state = (await client.get("/_mock/state")).json()
+        assert state["settings"][0]["passwordEncrypted"] is None
+
+
+async def test_reset_ends_sessions_and_unlocks(
+    make_client: Callable[..., httpx.AsyncClient], tmp_path: Path
+) -> None:
+    users = tmp_path / "users.yaml"
+    users.write_text("users: [{name: amy, password: amy-pw, permissions: [Admin]}]")
+    async with make_client(users_file=users, account_lock_num=1) as client:
+        token = (await client.get(SETTINGS_PATH, headers=ADMIN)).headers["www-authenticate"]
+        await client.get(SETTINGS_PATH, headers=basic("amy", "bad"))
+        assert (await client.get(SETTINGS_PATH, headers=basic("amy", "amy-pw"))).status_code == 401
+        await client.post("/_mock/reset")
+        assert (await client.get(SETTINGS_PATH, headers=basic("amy", "amy-pw"))).status_code == 200
+        old = {"Authorization": token}
+        assert (await client.get(SETTINGS_PATH, headers=old)).status_code == 401
+
+
+async def test_state_export_hides_passwords_and_imports_back(client: httpx.AsyncClient) -> None:
+    encoded = base64.b64encode(SMTP_PASSWORD.encode()).decode()
+    await client.put(
+        OBJECT_PATH,
+        json={"updatePassword": True, "password": encoded, "userId": "u1", "portNumber": 2525},
+        headers=ADMIN,
+    )
+    exported = await client.get("/_mock/state")
+    assert exported.status_code == 200
+    assert SMTP_PASSWORD not in exported.text and encoded not in exported.text
+    assert "manager" not in exported.text
+    state = exported.json()
+    assert state["settings"][0]["passwordEncrypted"]
+    assert {u["name"] for u in state["users"]} == {"system"}
+    await client.post("/_mock/reset")
+    imported = await client.put("/_mock/state", json=state)
+    assert imported.status_code == 200
+    assert imported.json() == state
+    listed = (await client.get(SETTINGS_PATH, headers=ADMIN)).json()["data"]
+    assert listed[0]["portNumber"] == 2525 and listed[0]["userId"] == "u1"
+
+
+async def test_state_import_with_plain_seed_values(client: httpx.AsyncClient) -> None:
+    state = {
+        "settings": [
+            {"instanceID": "mailServerSetting#0", "hostname": "a.example.com"},
+            {
+                "instanceID": "mailServerSetting#1",
+                "authenticationEnabled": True,
+                "userId": "x",
+                "password": "eHl6",
+            },
+        ],
+        "users": [{"name": "bo", "password": "bo-pw", "permissions": ["Admin"], "locked": True}],
+        "maintenance": False,
+        "faults": [{"path": "/Analytics/v1/objects/*", "method": "PUT", "status": 503}],
+    }
+    response = await client.put("/_mock/state", json=state)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [s["instanceID"] for s in body["settings"]] == [
+        "mailServerSetting#0",
+        "mailServerSetting#1",
+    ]
+    assert "bo-pw" not in response.text
+    assert (await client.get(SETTINGS_PATH, headers=basic("bo", "bo-pw"))).status_code == 401
+    assert (await client.get(SETTINGS_PATH, headers=ADMIN)).status_code == 200
+    assert (await put_port(client, 26)).status_code == 503
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {},
+        {"settings": []},
+        {"settings": [{"instanceID": "a"}, {"instanceID": "a"}]},
+        {"settings": [{"instanceID": "a", "portNumber": 0}]},
+        {"settings": [{"instanceID": "a", "authenticationEnabled": True}]},
+        {"settings": [{"instanceID": "a", "passwordEncrypted": "not-a-token"}]},
+        {"settings": [{"instanceID": "a"}], "users": [{"name": "x"}]},
+        {"settings": [{"instanceID": "a"}], "faults": [{"path": "/x"}]},
+        {"settings": [{"instanceID": "a"}], "bogus": 1},
+    ],
+)
+async def test_bad_state_is_400_and_changes_nothing(
+    client: httpx.AsyncClient, state: dict[str, Any]
+) -> None:
+    before = (await client.get("/_mock/state")).json()
+    response = await client.put("/_mock/state", json=state)
+    assert response.status_code == 400, response.text
+    assert response.json()["application"] == "Analytics"
+    assert (await client.get("/_mock/state")).json() == before
+
+
+async def test_journal_records_calls_with_secrets_redacted(client: httpx.AsyncClient) -> None:
+    encoded = base64.b64encode(SMTP_PASSWORD.encode()).decode()
+    await client.put(
+        OBJECT_PATH + "?x=1",
+        json={"updatePassword": True, "password": encoded, "portNumber": 2526},
+        headers=ADMIN,
+    )
+    await client.put(
+        OBJECT_PATH,
+        content=b'{"password": "' + encoded.encode() + b'", broken',
+        headers={**ADMIN, "Content-Type": "application/json"},
+    )
+    await client.get(SETTINGS_PATH, headers=basic("system", "wrong-pw-7"))
+    entries = await journal(client)
+    assert [(e["method"], e["status"]) for e in entries] == [
+        ("GET", 401),
+        ("PUT", 400),
+        ("PUT", 200),
+    ]
+    put = entries[2]
+    assert put["path"] == "/Analytics/v1/objects/EmailServerSettings/mailServerSetting#0"
+    assert put["query"] == "x=1"
+    assert put["headers"]["authorization"] == "Basic ***"
+    assert put["headers"]["content-type"] == "application/json"
+    assert '"portNumber": 2526' in put["body"] and '"password": "***"' in put["body"]
+    assert put["durationMs"] >= 0
+    assert put["time"].endswith("+00:00")
+    text = str(entries)
+    for secret in (SMTP_PASSWORD, encoded, ADMIN["Authorization"].split()[1], "wrong-pw-7"):
+        assert secret not in text
+    assert '"password": "***"' in entries[1]["body"]
+
+
+async def test_journal_filters_limit_and_clear(client: httpx.AsyncClient) -> None:
+    await put_port(client, 30)
+    await put_port(client, 0)
+    await client.get(SETTINGS_PATH, headers=ADMIN)
+    assert [e["status"] for e in await journal(client, method="put")] == [400, 200]
+    assert len(await journal(client, status=400)) == 1
+    assert len(await journal(client, path=SETTINGS_PATH)) == 1
+    assert len(await journal(client, limit=1)) == 1
+    newest = (await journal(client))[0]
+    assert await journal(client, since=9e12) == []
+    assert newest["method"] == "GET"
+    # Control calls are not journalled.
+    assert all(not e["path"].startswith("/_mock") for e in await journal(client))
+    assert (await client.delete("/_mock/requests")).status_code == 204
+    assert await journal(client) == []
+
+
+async def test_journal_is_bounded(make_client: Callable[..., httpx.AsyncClient]) -> None:
+    async with make_client(journal_size=3) as client:
+        for port in range(40, 46):
+            await put_port(client, port)
+        entries = await journal(client)
+    assert [e["body"] for e in entries] == [f'{{"portNumber": {p}}}' for p in (45, 44, 43)]
+
+
+async def test_journal_can_be_off(make_client: Callable[..., httpx.AsyncClient]) -> None:
+    async with make_client(journal_size=0) as client:
+        await put_port(client, 47)
+        assert await journal(client) == []
+
+
+async def test_counted_status_fault(client: httpx.AsyncClient) -> None:
+    rule = await add_fault(
+        client, method="PUT", path="/Analytics/v1/objects/*", status=500, times=2, message="boom"
+    )
+    assert rule["remaining"] == 2
+    first = await put_port(client, 50)
+    assert first.status_code == 500
+    assert first.json() == {
+        "errorSource": "/Analytics/v1/objects/EmailServerSettings/mailServerSetting%230",
+        "message": "KNAQ25001-E boom",
+        "messageID": "KNAQ25001-E",
+        "application": "Analytics",
+    }
+    assert first.headers["x-frame-options"] == "SAMEORIGIN"
+    # Other methods are not matched.
+    assert (await client.get(SETTINGS_PATH, headers=ADMIN)).status_code == 200
+    assert (await put_port(client, 51)).status_code == 500
+    assert (await put_port(client, 52)).status_code == 200
+    assert (await client.get("/_mock/faults")).json() == {"faults": []}
+    statuses = [e["status"] for e in await journal(client, method="PUT")]
+    assert statuses == [200, 500, 500]
+
+
+async def test_fault_until_removed(client: httpx.AsyncClient) -> None:
+    rule = await add_fault(client, path=SETTINGS_PATH, status=503)
+    for _ in range(3):
+        assert (await client.get(SETTINGS_PATH, headers=ADMIN)).status_code == 503
+    assert (await client.delete(f"/_mock/faults/{rule['id']}")).status_code == 204
+    assert (await client.get(SETTINGS_PATH, headers=ADMIN)).status_code == 200
+    missing = await client.delete(f"/_mock/faults/{rule['id']}")
+    assert missing.status_code == 404
+    await add_fault(client, path="*", status=400)
+    assert (await client.delete("/_mock/faults")).status_code == 204
+    assert (await client.get(SETTINGS_PATH, headers=ADMIN)).status_code == 200
+
+
+async def test_delay_fault_then_normal_answer(client: httpx.AsyncClient) -> None:
+    await add_fault(client, path=SETTINGS_PATH, delayMs=150, times=1)
+    response = await client.get(SETTINGS_PATH, headers=ADMIN)
+    assert response.status_code == 200
+    [entry] = await journal(client)
+    assert entry["durationMs"] >= 150
+
+
+async def test_drop_fault_in_process_raises(client: httpx.AsyncClient) -> None:
+    await add_fault(client, path=SETTINGS_PATH, drop=True, times=1)
+    with pytest.raises(ConnectionDroppedError):
+        await client.get(SETTINGS_PATH, headers=ADMIN)
+    assert (await client.get(SETTINGS_PATH, headers=ADMIN)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"path": "/x"},
+        {"path": "/x", "status": 200},
+        {"path": "/x", "status": 500, "drop": True},
+        {"path": "", "status": 500},
+        {"path": "/x", "status": 500, "times": 0},
+        {"path": "/x", "method": "FETCH", "status": 500},
+        {"status": 500},
+        {"path": "/x", "status": 500, "extra": 1},
+    ],
+)
+async def test_bad_fault_is_400(client: httpx.AsyncClient, rule: dict[str, Any]) -> None:
+    response = await client.post("/_mock/faults", json=rule)
+    assert response.status_code == 400
+    assert (await client.get("/_mock/faults")).json() == {"faults": []}
+
+
+async def test_control_body_needs_json(client: httpx.AsyncClient) -> None:
+    response = await client.post("/_mock/faults", content=b"path=/x")
+    assert response.status_code == 415
+    response = await client.post(
+        "/_mock/faults", content=b"{", headers={"Content-Type": "application/json"}
+    )
+    assert response.json()["messageID"] == "generic error"
+
+
+async def test_maintenance_switch(client: httpx.AsyncClient) -> None:
+    assert (await client.put("/_mock/maintenance", json={"enabled": True})).json() == {
+        "enabled": True
+    }
+    response = await client.get(SETTINGS_PATH, headers=ADMIN)
+    assert response.status_code == 412
+    assert response.json()["messageID"] == "KNAQ21201-E"
+    assert (await client.get("/healthz")).status_code == 200
+    assert [e["status"] for e in await journal(client)] == [412]
+    await client.put("/_mock/maintenance", json={"enabled": False})
+    assert (await client.get(SETTINGS_PATH, headers=ADMIN)).status_code == 200
+    assert (await client.put("/_mock/maintenance", json={"enabled": "maybe"})).status_code == 400
+
+
+async def test_test_mail_record(make_client: Callable[..., httpx.AsyncClient]) -> None:
+    async with make_client(test_mail_mode="capture") as client:
+        job = await client.post(
+            INVOKE,
+            json={"parameters": [{"destinationAddresses": ["a@example.com", "b@example.com"]}]},
+            headers=ADMIN,
+        )
+        [record] = (await client.get("/_mock/test-mails")).json()["testMails"]
+        assert record["jobId"] == job.json()["instanceID"]
+        assert record["destinationAddresses"] == ["a@example.com", "b@example.com"]
+        assert record["mode"] == "capture" and record["state"] == "success"
+        assert "Subject:" in record["content"]
+        assert (await client.delete("/_mock/test-mails")).status_code == 204
+        assert (await client.get("/_mock/test-mails")).json() == {"testMails": []}
+
+
+async def test_unlock_endpoint(
+    make_client: Callable[..., httpx.AsyncClient], tmp_path: Path
+) -> None:
+    users = tmp_path / "users.yaml"
+    users.write_text("users: [{name: cy, password: cy-pw, permissions: [Admin]}]")
+    async with make_client(users_file=users, account_lock_num=1) as client:
+        await client.get(SETTINGS_PATH, headers=basic("cy", "nope"))
+        assert (await client.get(SETTINGS_PATH, headers=basic("cy", "cy-pw"))).status_code == 401
+        assert (await client.post("/_mock/users/cy/unlock")).json() == {
+            "name": "cy",
+            "locked": False,
+        }
+        assert (await client.get(SETTINGS_PATH, headers=basic("cy", "cy-pw"))).status_code == 200
+        assert (await client.post("/_mock/users/nobody/unlock")).status_code == 404
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+
+
+async def test_control_token(make_client: Callable[..., httpx.AsyncClient]) -> None:
+    async with make_client(control_token="ctl-token-1") as client:
+        denied = await client.get("/_mock/faults")
+        assert denied.status_code == 401
+        assert (
+            await client.get("/_mock/faults", headers={"Authorization": "Bearer nope"})
+        ).status_code == 401
+        allowed = await client.get("/_mock/faults", headers={"Authorization": "Bearer ctl-token-1"})
+        assert allowed.status_code == 200
+        # The emulated API and the probes do not need it.
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get(SETTINGS_PATH, headers=ADMIN)).status_code == 200
+
+
+async def test_control_api_can_be_off(make_client: Callable[..., httpx.AsyncClient]) -> None:
+    async with make_client(control_api=False) as client:
+        assert (await client.post("/_mock/reset")).status_code == 404
+        assert "/_mock/reset" not in (await client.get("/openapi.json")).text
+        assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_openapi_tags_the_controls(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    assert document["paths"]["/_mock/reset"]["post"]["tags"] == ["Test controls (emulator only)"]
+    assert "FaultIn" in document["components"]["schemas"]
+
+
+async def test_two_processes_share_faults_and_journal(
+    make_client: Callable[..., httpx.AsyncClient],
+) -> None:
+    async with make_client() as one, make_client() as two:
+        await put_port(one, 60)
+        await put_port(two, 61)
+        assert [e["body"] for e in await journal(one)] == [
+            '{"portNumber": 61}',
+            '{"portNumber": 60}',
+        ]
+        await add_fault(one, path="/Analytics/*", status=500, times=1)
+        assert (await put_port(two, 62)).status_code == 500
+        # The rule was used up in the second process; the first sees it gone.
+        assert (await put_port(one, 63)).status_code == 200
+        await one.put("/_mock/maintenance", json={"enabled": True})
+        assert (await put_port(two, 64)).status_code == 412
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "seed.yaml"
+    path.write_text(text)
+    return path
+
+
+async def test_seed_file_and_reset_to_it(
+    make_client: Callable[..., httpx.AsyncClient], tmp_path: Path
+) -> None:
+    seed = write(
+        tmp_path,
+        """
+settings:
+  - instanceID: "mailServerSetting#0"
+    hostname: smtp.example.com
+    portNumber: 587
+    secureConnection: STARTTLS
+    authenticationEnabled: true
+    userId: mailer
+    password: c2VjcmV0
+  - instanceID: "mailServerSetting#1"
+users:
+  - name: ann
+    password: ann-pw
+    permissions: [Admin]
+""",
+    )
+    async with make_client(seed_file=seed) as client:
+        listed = (await client.get(SETTINGS_PATH, headers=basic("ann", "ann-pw"))).json()
+        assert [s["instanceID"] for s in listed["data"]] == [
+            "mailServerSetting#0",
+            "mailServerSetting#1",
+        ]
+        assert listed["data"][0]["portNumber"] == 587
+        await put_port(client, 99)
+        await client.post("/_mock/reset")
+        again = (await client.get(SETTINGS_PATH, headers=ADMIN)).json()
+        assert again["data"] == listed["data"]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("settings: [{hostname: x}]", "instanceID"),
+        ("settings: [{instanceID: a, portNumber: 70000}]", "portNumber"),
+        ("settings: [{instanceID: a, password: '!!'}]", "password must be Base64"),
+        ("users: [{name: a}]", "users.0"),
+        ("bogus: 1", "bogus"),
+        ("[unclosed", "not valid JSON or YAML"),
+    ],
+)
+def test_bad_seed_file_is_one_clear_line(tmp_path: Path, text: str, fragment: str) -> None:
+    with pytest.raises(SeedFileError) as caught:
+        load_seed_file(write(tmp_path, text))
+    assert fragment in str(caught.value)
+    assert "\n" not in str(caught.value)
