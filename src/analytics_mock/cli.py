@@ -7,14 +7,14 @@ import getpass
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any, get_args
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from analytics_mock import __version__
-from analytics_mock.settings import Settings
+from analytics_mock.settings import Settings, mask_database_url
 
 logger = logging.getLogger("analytics_mock")
 
@@ -50,11 +50,21 @@ _HELP = {
 }
 
 
-_CHOICES = {"log_level", "log_format", "test_mail_mode", "sqlite_synchronous"}
+# What can go wrong opening a database: a bad URL, a driver that is not installed, a path that
+# cannot be created, a server that does not answer.
+DATABASE_ERRORS = (SQLAlchemyError, OSError, ImportError)
 
 
 class CliError(Exception):
     """A one-line reason to stop, printed without a traceback."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error on one line, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print one line and exit with status 2."""
+        self.exit(2, f"analytics-mock: error: {message} (see {self.prog} --help)\n")
 
 
 def _add_settings_options(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
@@ -68,10 +78,8 @@ def _add_settings_options(parser: argparse.ArgumentParser, names: Sequence[str])
                 flag, dest=name, action=argparse.BooleanOptionalAction, help=help_text
             )
         else:
-            choices = get_args(field.annotation) if name in _CHOICES else None
-            parser.add_argument(
-                flag, dest=name, metavar=name.upper(), help=help_text, choices=choices
-            )
+            # Values are checked by Settings, so an option and its variable fail alike.
+            parser.add_argument(flag, dest=name, metavar=name.upper(), help=help_text)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -87,10 +95,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         # Never echo the input: it may be a secret.
         first = exc.errors(include_input=False, include_url=False)[0]
         name = str(first["loc"][0]) if first["loc"] else "configuration"
-        option = "--" + name.replace("_", "-")
-        raise CliError(
-            f"invalid {option} (or ANALYTICS_MOCK_{name.upper()}): {first['msg']}"
-        ) from None
+        where = "--" + name.replace("_", "-") if name in given else f"ANALYTICS_MOCK_{name.upper()}"
+        raise CliError(f"invalid {where}: {first['msg']}") from None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -106,9 +112,20 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _database_error(settings: Settings, exc: BaseException) -> str:
-    url = make_url(settings.database_url_text).render_as_string(hide_password=True)
+    url = mask_database_url(settings.database_url_text)
     detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return f"cannot open the database {url}: {detail[0] if detail else type(exc).__name__}"
+    # A driver may quote the URL it was given; never let it show a password.
+    password = _url_password(settings)
+    reason = detail[0] if detail else type(exc).__name__
+    if password:
+        reason = reason.replace(password, "***")
+    return f"cannot open the database {url}: {reason}"
+
+
+def _url_password(settings: Settings) -> str | None:
+    url = make_url(settings.database_url_text)
+    secret = url.password or url.query.get("password")
+    return secret if isinstance(secret, str) and secret else None
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -116,30 +133,38 @@ def _migrate(args: argparse.Namespace) -> int:
     from analytics_mock.db.migrate import upgrade_to_head  # noqa: PLC0415
 
     settings = settings_from_args(args)
-    engine = create_database_engine(settings)
     try:
-        upgrade_to_head(engine)
-    except SQLAlchemyError as exc:
+        engine = create_database_engine(settings)
+        try:
+            upgrade_to_head(engine)
+        finally:
+            engine.dispose()
+    except DATABASE_ERRORS as exc:
         raise CliError(_database_error(settings, exc)) from None
-    finally:
-        engine.dispose()
     print("database at the newest schema revision")
     return 0
 
 
 def _unlock(args: argparse.Namespace) -> int:
     from analytics_mock.db.engine import Database, create_database_engine  # noqa: PLC0415
+    from analytics_mock.db.migrate import is_at_head  # noqa: PLC0415
     from analytics_mock.services.users import unlock_user  # noqa: PLC0415
 
     settings = settings_from_args(args)
-    db = Database(create_database_engine(settings))
+    sqlite_file = settings.sqlite_path()
+    if sqlite_file is not None and not sqlite_file.exists():
+        raise CliError(f"no database at {sqlite_file} (start the server once, or migrate)")
     try:
-        with db.session(write=True) as session:
-            found = unlock_user(session, args.name)
-    except SQLAlchemyError as exc:
+        db = Database(create_database_engine(settings))
+        try:
+            with db.session(write=True) as session:
+                if not is_at_head(session.connection()):
+                    raise CliError("the database is not at the newest schema: run migrate")
+                found = unlock_user(session, args.name)
+        finally:
+            db.dispose()
+    except DATABASE_ERRORS as exc:
         raise CliError(_database_error(settings, exc)) from None
-    finally:
-        db.dispose()
     if not found:
         raise CliError(f"no user called {args.name!r}")
     print(f"unlocked {args.name}")
@@ -159,7 +184,7 @@ def _hash_password(_args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line grammar."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="analytics-mock",
         description="Emulator of the Hitachi Ops Center Analyzer email server settings API.",
     )

@@ -40,10 +40,11 @@ def build_runtime(settings: Settings) -> Runtime:
     seed = load_seed_file(settings.seed_file) if settings.seed_file else Seed()
     file_users = load_users_file(settings.users_file) if settings.users_file else []
     users = merge_users(seed.users, file_users)
-    box = secret_box_from_settings(settings)
     engine = create_database_engine(settings)
     try:
         upgrade_to_head(engine)
+        # Only once the database is known good, so a failed start leaves no key file behind.
+        box = secret_box_from_settings(settings)
         db = Database(engine)
         with db.session(write=True) as session:
             seed_store(session, box, seed, users)

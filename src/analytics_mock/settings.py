@@ -12,6 +12,17 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 DEFAULT_DATABASE_URL = "sqlite:///analytics-mock.db"
+_SECRET_QUERY_KEYS = {"password", "passwd", "pwd", "sslpassword"}
+
+
+def mask_database_url(text: str) -> str:
+    """The URL with its password hidden, in the user-info part and in the query alike."""
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        return "(not a database URL)"
+    hidden = {key: "***" for key in url.query if key.lower() in _SECRET_QUERY_KEYS}
+    return url.update_query_dict(hidden).render_as_string(hide_password=True)
 
 
 class Settings(BaseSettings):
@@ -55,8 +66,13 @@ class Settings(BaseSettings):
 
     @field_validator("log_level", "log_format", "test_mail_mode", mode="before")
     @classmethod
-    def _lower_level(cls, value: object) -> object:
+    def _lower_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _upper_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod
@@ -74,13 +90,19 @@ class Settings(BaseSettings):
         """The database URL in clear, for the engine only."""
         return self.database_url.get_secret_value()
 
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file, or None for an in-memory or non-SQLite database."""
+        url = make_url(self.database_url_text)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            return Path(url.database)
+        return None
+
     def key_file_path(self) -> Path:
         """Where the SMTP password key lives when no `secret_key` is given: beside a SQLite file."""
         if self.secret_key_file is not None:
             return self.secret_key_file
-        url = make_url(self.database_url_text)
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            db_path = Path(url.database)
+        db_path = self.sqlite_path()
+        if db_path is not None:
             return db_path.with_name(db_path.name + ".key")
         return Path("analytics-mock.key")
 
@@ -90,7 +112,7 @@ class Settings(BaseSettings):
         for name in type(self).model_fields:
             value = getattr(self, name)
             if name == "database_url":
-                value = make_url(self.database_url_text).render_as_string(hide_password=True)
+                value = mask_database_url(self.database_url_text)
             elif isinstance(value, SecretStr):
                 value = "********"
             elif isinstance(value, Path):

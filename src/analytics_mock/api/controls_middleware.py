@@ -14,7 +14,13 @@ from analytics_mock.api.middleware import declared_length
 from analytics_mock.errors import CATALOGUE, DomainError, ServerUnavailable
 from analytics_mock.runtime import Runtime
 from analytics_mock.services.controls import FaultRule, take_fault
-from analytics_mock.services.journal import Call, record_call, redact_body, redact_headers
+from analytics_mock.services.journal import (
+    Call,
+    record_call,
+    redact_body,
+    redact_headers,
+    redact_text,
+)
 
 API_PREFIX = "/Analytics/"
 # A body the app never read (a refusal before parsing) is still journalled when this small.
@@ -135,7 +141,7 @@ class _CallRecorder:
             started=self.started,
             method=scope["method"],
             path=scope["path"],
-            query=scope.get("query_string", b"").decode("latin-1"),
+            query=redact_text(scope.get("query_string", b"").decode("latin-1")),
             headers=redact_headers(scope["headers"]),
             body=redact_body(bytes(self._body)),
             status=status,

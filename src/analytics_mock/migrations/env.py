@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from logging.config import fileConfig
+
 from alembic import context
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from analytics_mock.db.engine import create_database_engine
+from analytics_mock.db.migrate import lock_for_migration
 from analytics_mock.db.models import Base
 from analytics_mock.settings import get_settings
-
-# Any constant works; it only has to be the same in every process that migrates.
-_MIGRATION_LOCK_KEY = 7_274_221_015
 
 
 def _run(connection: Connection) -> None:
@@ -21,12 +21,9 @@ def _run(connection: Connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
-        # Several workers may start at once; one migrates while the others wait, then find
-        # the schema at head. SQLite gets the same effect from BEGIN IMMEDIATE.
-        if connection.dialect.name == "postgresql":
-            connection.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
-            )
+        # Several processes may start at once; one migrates while the others wait, then find
+        # the schema at head (a no-op when the server already holds the lock).
+        lock_for_migration(connection)
         context.run_migrations()
 
 
@@ -36,6 +33,9 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
+    # Run from the command line: log as alembic.ini says.
+    if context.config.config_file_name is not None:
+        fileConfig(context.config.config_file_name, disable_existing_loggers=False)
     engine = create_database_engine(get_settings())
     try:
         with engine.execution_options(sqlite_write=True).begin() as conn:

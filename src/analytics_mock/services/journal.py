@@ -15,8 +15,12 @@ from analytics_mock.services.test_mail import vendor_time
 
 REDACTED = "***"
 _SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie"}
-# For bodies that are not valid JSON: any "password" member's string value, even unterminated.
-_PASSWORD_TEXT = re.compile(r'("password"\s*:\s*)"(?:[^"\\]|\\.)*"?', re.IGNORECASE)
+# For text that is not valid JSON (a refused body, a query string): whatever follows a
+# password name and `:` or `=`, quoted either way (even unterminated) or bare.
+_PASSWORD_TEXT = re.compile(
+    r"""((?<![A-Za-z0-9_])password["']?\s*[:=]\s*)("(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|[^&\s,;}\]]*)""",
+    re.IGNORECASE,
+)
 _MAX_BODY = 64 * 1024
 
 
@@ -52,8 +56,18 @@ def redact_body(raw: bytes) -> str | None:
     try:
         document = json.loads(raw)
     except (ValueError, RecursionError):
-        return _PASSWORD_TEXT.sub(rf'\1"{REDACTED}"', text)
+        return redact_text(text)
     return json.dumps(_redact_json(document), ensure_ascii=False)[:_MAX_BODY]
+
+
+def _mask(match: re.Match[str]) -> str:
+    quote = match.group(2)[:1] if match.group(2)[:1] in {'"', "'"} else ""
+    return f"{match.group(1)}{quote}{REDACTED}{quote}"
+
+
+def redact_text(text: str) -> str:
+    """`text` with the value after every password name masked, its quoting kept."""
+    return _PASSWORD_TEXT.sub(_mask, text)
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,8 @@ def load_seed_file(path: Path) -> Seed:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise SeedFileError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SeedFileError(f"{path} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
         raise SeedFileError(f"{path} is not valid JSON or YAML: {type(exc).__name__}") from None
     try:

@@ -80,6 +80,8 @@ def load_users_file(path: Path) -> list[UserSpec]:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise UsersFileError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsersFileError(f"{path} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
         raise UsersFileError(f"{path} is not valid JSON or YAML: {type(exc).__name__}") from None
     try:
