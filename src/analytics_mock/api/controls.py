@@ -219,7 +219,8 @@ def delete_test_mails(runtime: RuntimeDep) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/users/{name}/unlock", summary="Unlock an account")
+# `:path`, because an account name may hold a "/" (sent as %2F).
+@router.post("/users/{name:path}/unlock", summary="Unlock an account")
 def unlock(name: str, runtime: RuntimeDep) -> dict[str, Any]:
     """Clear the account's failures and lock; 404 when there is no such account."""
     with runtime.db.session(write=True) as session:

@@ -38,6 +38,18 @@ class FaultIn(BaseModel):
         return self
 
 
+class StateFault(FaultIn):
+    """A fault rule in a state document: `GET /_mock/state` gives `id` and `remaining` back."""
+
+    id: int | None = Field(default=None, description="Ignored: rules get new ids on import.")
+    remaining: int | None = Field(default=None, ge=1, description="Read as `times`.")
+
+    @property
+    def calls(self) -> int | None:
+        """How many calls the imported rule holds for; None until removed."""
+        return self.times if self.times is not None else self.remaining
+
+
 class Fault(BaseModel):
     """A stored fault rule."""
 
@@ -72,7 +84,7 @@ class State(BaseModel):
     settings: list[SeedSetting] = Field(min_length=1)
     users: list[StateUser] = Field(default_factory=list)
     maintenance: bool = False
-    faults: list[FaultIn] = Field(default_factory=list)
+    faults: list[StateFault] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique(self) -> State:

@@ -119,12 +119,12 @@ def import_state(session: Session, box: SecretBox, state: State, now: float) -> 
     faults = FaultRepository(session)
     faults.clear()
     for fault in state.faults:
-        faults.add(fault_row(fault, now))
+        faults.add(fault_row(fault, now, calls=fault.calls))
     ControlRepository(session).bump(maintenance=state.maintenance)
 
 
-def fault_row(fault: FaultIn, now: float) -> FaultRow:
-    """The row for a new fault rule."""
+def fault_row(fault: FaultIn, now: float, *, calls: int | None = None) -> FaultRow:
+    """The row for a new fault rule, holding for `calls` (default: the rule's `times`)."""
     return FaultRow(
         method=fault.method,
         path_pattern=fault.path,
@@ -132,7 +132,7 @@ def fault_row(fault: FaultIn, now: float) -> FaultRow:
         message=fault.message,
         delay_ms=fault.delayMs,
         drop=fault.drop,
-        remaining=fault.times,
+        remaining=calls if calls is not None else fault.times,
         created_at=now,
     )
 
