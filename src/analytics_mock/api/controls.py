@@ -37,7 +37,7 @@ from analytics_mock.services.users import unlock_user
 CONTROL_TAG = "Test controls (emulator only)"
 
 
-def require_control_token(request: Request, runtime: RuntimeDep) -> None:
+async def require_control_token(request: Request, runtime: RuntimeDep) -> None:
     """401 unless the configured control token is sent as a Bearer token."""
     expected = runtime.settings.control_token
     if expected is None:
@@ -63,7 +63,7 @@ def _parse(model: Any, document: object) -> Any:
         raise InvalidBody(f"The request body is invalid: {one_line(exc)}.") from None
 
 
-def _json_content_type(request: Request) -> None:
+async def _json_content_type(request: Request) -> None:
     if not (request.headers.get("content-type") or "").lower().startswith("application/json"):
         raise UnsupportedMediaType("The Content-Type of the request must be application/json.")
 
@@ -230,7 +230,7 @@ def unlock(name: str, runtime: RuntimeDep) -> dict[str, Any]:
 
 
 @health.get("/healthz", summary="Alive")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     """The process answers."""
     return {"status": "ok"}
 

@@ -22,7 +22,9 @@ from analytics_mock.services.auth import ADMIN, Principal
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` in the thread pool,
+# a hop that costs more than their work.
+async def get_runtime(request: Request) -> Runtime:
     """The runtime of the app serving this request."""
     runtime: Runtime = request.app.state.runtime
     return runtime
@@ -56,7 +58,7 @@ def accepts_json(accept: str | None) -> bool:
     return False
 
 
-def require_json_accept(request: Request) -> None:
+async def require_json_accept(request: Request) -> None:
     """406 unless the client accepts JSON."""
     if not accepts_json(request.headers.get("accept")):
         raise NotAcceptable("The Accept header must admit application/json.")
@@ -79,7 +81,7 @@ def authenticate(request: Request, runtime: RuntimeDep) -> Principal:
     return principal
 
 
-def require_admin(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+async def require_admin(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
     """403 unless the caller holds Admin."""
     principal.require(ADMIN)
     return principal

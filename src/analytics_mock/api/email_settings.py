@@ -73,7 +73,7 @@ def _single(request: Request, name: str) -> str | None:
     return values[0] if values else None
 
 
-def list_window(
+async def list_window(
     request: Request,
     _offset: Annotated[IntText, _int_param("$offset", 0)] = None,
     _count: Annotated[PositiveIntText, _int_param("$count", 1)] = None,
