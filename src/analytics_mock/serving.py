@@ -25,12 +25,13 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import make_url
 
 from analytics_mock import __version__
 from analytics_mock.app import create_app
-from analytics_mock.cli import CliError, _database_error
+from analytics_mock.cli import DATABASE_ERRORS, CliError, _database_error
 from analytics_mock.logs import configure_logging
+from analytics_mock.services.seed import SeedFileError
 from analytics_mock.services.users import UsersFileError
 from analytics_mock.settings import Settings, get_settings
 from analytics_mock.tls import TlsError, TlsFiles, check_options, tls_files
@@ -39,11 +40,13 @@ logger = logging.getLogger("analytics_mock")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # How long requests in flight may take to finish once the server is asked to stop.
-GRACE_SECONDS = 5.0
+GRACE_SECONDS = 5
 # A worker exits with this status when it cannot build the app; restarting it would not help.
 _CANNOT_START = 3
 # A worker that dies sooner than this after its start is failing, not crashing once.
-_MIN_UPTIME_SECONDS = 10.0
+_MIN_UPTIME_SECONDS = 5.0
+# Windows has no signal masks.
+_HAS_SIGNAL_MASKS = hasattr(signal, "pthread_sigmask")
 
 
 @dataclass
@@ -67,22 +70,24 @@ def serve(settings: Settings) -> None:
         check_options(settings)
     except TlsError as exc:
         raise CliError(str(exc)) from None
-    if settings.workers == 1:
-        app = open_app(settings)
-    else:
-        # Fail here, once and in one line, rather than in every worker.
-        open_app(settings).state.runtime.close()
+    url = make_url(settings.database_url_text)
+    in_memory = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+    if settings.workers > 1 and in_memory:
+        raise CliError("--workers needs a database file or PostgreSQL, not SQLite in memory")
+    # Even with workers, the database and users file are checked here, once and in one line.
+    app = open_app(settings)
     try:
         tls = tls_files(settings)
     except TlsError as exc:
         raise CliError(str(exc)) from None
     listeners = [Listener(_bind(settings.host, settings.port))]
-    if settings.https_port is not None and tls is not None:
+    if tls is not None and settings.https_port is not None:
         listeners.append(Listener(_bind(settings.host, settings.https_port), tls))
     _log_banner(settings, listeners)
     if settings.workers == 1:
         asyncio.run(serve_app(app, listeners))
         return
+    app.state.runtime.close()  # each worker builds its own
     if tls is not None:
         settings = settings.model_copy(update={"certfile": tls.certfile, "keyfile": tls.keyfile})
     export_settings(settings)
@@ -96,7 +101,9 @@ def open_app(settings: Settings | None = None) -> FastAPI:
         return create_app(effective)
     except UsersFileError as exc:
         raise CliError(f"bad --users-file: {exc}") from None
-    except (SQLAlchemyError, OSError) as exc:
+    except SeedFileError as exc:
+        raise CliError(f"bad --seed-file: {exc}") from None
+    except DATABASE_ERRORS as exc:
         raise CliError(_database_error(effective, exc)) from None
 
 
@@ -128,7 +135,8 @@ async def serve_app(app: FastAPI, listeners: list[Listener]) -> None:
 
     for signum in STOP_SIGNALS:
         signal.signal(signum, stop)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    if _HAS_SIGNAL_MASKS:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     # The app's lifespan wraps all servers, so its clean-up runs once, after the last request.
     async with app.router.lifespan_context(app):
         await asyncio.gather(
@@ -155,7 +163,7 @@ def _config(app: FastAPI, listener: Listener) -> uvicorn.Config:
         lifespan="off",
         log_config=None,
         server_header=False,
-        timeout_graceful_shutdown=int(GRACE_SECONDS),
+        timeout_graceful_shutdown=GRACE_SECONDS,
         ssl_certfile=str(tls.certfile) if tls else None,
         ssl_keyfile=str(tls.keyfile) if tls else None,
     )
@@ -198,7 +206,7 @@ def _supervise(count: int, listeners: list[Listener]) -> None:
     """Keep `count` workers serving the listeners until SIGINT or SIGTERM, then stop them all."""
     stopping: list[int] = []
     for signum in STOP_SIGNALS:
-        signal.signal(signum, lambda signum, _frame: stopping.append(signum))
+        signal.signal(signum, lambda received, _frame: stopping.append(received))
     workers = [_start_worker(listeners) for _ in range(count)]
     try:
         while not stopping:
@@ -225,6 +233,9 @@ def _start_worker(listeners: list[Listener]) -> _Worker:
     process = multiprocessing.get_context("spawn").Process(
         target=_worker_main, args=(listeners,), name="analytics-mock-worker"
     )
+    if not _HAS_SIGNAL_MASKS:
+        process.start()
+        return _Worker(process)
     # Born with SIGINT and SIGTERM blocked, a worker takes them only once it can stop cleanly.
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:

@@ -28,7 +28,10 @@ def mask_database_url(text: str) -> str:
 class Settings(BaseSettings):
     """Every option of `analytics-mock serve`; each is also `ANALYTICS_MOCK_<NAME>`."""
 
-    model_config = SettingsConfigDict(env_prefix="ANALYTICS_MOCK_", extra="ignore")
+    # An empty variable counts as unset, so `-e ANALYTICS_MOCK_HTTPS_PORT=` turns HTTPS off.
+    model_config = SettingsConfigDict(
+        env_prefix="ANALYTICS_MOCK_", extra="ignore", env_ignore_empty=True
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(default=22015, ge=0, le=65535)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime
-import fcntl
 import hashlib
 import ipaddress
 import os
 import socket
 import ssl
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +22,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sqlalchemy.engine import make_url
 
 from analytics_mock.settings import Settings
+
+if sys.platform != "win32":
+    import fcntl
 
 # Short enough for clients that refuse longer-lived server certificates (Apple's limit);
 # an expired generated certificate is replaced at the next start.
@@ -151,7 +154,8 @@ def _locked(keyfile: Path) -> Iterator[int]:
     # the lock writes both files, so no process sees a certificate without its key.
     fd = os.open(keyfile, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if sys.platform != "win32":  # Windows: no lock, so no two servers starting at once
+            fcntl.flock(fd, fcntl.LOCK_EX)
         yield fd
     finally:
         os.close(fd)
