@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from analytics_mock.api.dependencies import RuntimeDep, parse_json
 from analytics_mock.api.openapi import json_request_body
+from analytics_mock.config_files import first_problem
 from analytics_mock.db.migrate import is_at_head
 from analytics_mock.db.repositories import JournalRepository, TestMailRepository
 from analytics_mock.errors import (
@@ -31,7 +32,6 @@ from analytics_mock.schemas.controls import (
 )
 from analytics_mock.services import controls as service
 from analytics_mock.services.journal import journal_body
-from analytics_mock.services.seed import one_line
 from analytics_mock.services.users import unlock_user
 
 CONTROL_TAG = "Test controls (emulator only)"
@@ -60,7 +60,7 @@ def _parse(model: Any, document: object) -> Any:
     try:
         return model.model_validate(document)
     except ValidationError as exc:
-        raise InvalidBody(f"The request body is invalid: {one_line(exc)}.") from None
+        raise InvalidBody(f"The request body is invalid: {first_problem(exc)}.") from None
 
 
 async def _json_content_type(request: Request) -> None:

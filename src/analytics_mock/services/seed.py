@@ -12,16 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     model_validator,
 )
 
+from analytics_mock.config_files import ConfigFileError, load_config_file
 from analytics_mock.crypto import SecretBox
 from analytics_mock.db.models import EmailSettingRow
 from analytics_mock.schemas.email_settings import (
@@ -32,7 +31,7 @@ from analytics_mock.schemas.email_settings import (
     SenderIn,
     UserIdIn,
 )
-from analytics_mock.services.email_settings import default_setting
+from analytics_mock.services.email_settings import default_setting, to_public
 from analytics_mock.services.users import UserSpec
 from analytics_mock.validation import decode_base64_password
 
@@ -97,18 +96,8 @@ class SeedSetting(BaseModel):
     @classmethod
     def from_row(cls, row: EmailSettingRow) -> dict[str, Any]:
         """The exported form of a stored object: the password only as its ciphertext."""
-        return {
-            "instanceID": row.instance_id,
-            "hostname": row.hostname,
-            "authenticationEnabled": row.authentication_enabled,
-            "userId": row.user_id,
-            "senderAddress": row.sender_address,
-            "secureConnection": row.secure_connection,
-            "portNumber": row.port_number,
-            "passwordEncrypted": row.password_encrypted.decode()
-            if row.password_encrypted
-            else None,
-        }
+        encrypted = row.password_encrypted.decode() if row.password_encrypted else None
+        return {**to_public(row), "passwordEncrypted": encrypted}
 
 
 def check_unique_instance_ids(settings: list[SeedSetting]) -> None:
@@ -142,28 +131,10 @@ class Seed(BaseModel):
         return [setting.to_row(box) for setting in self.settings]
 
 
-class SeedFileError(ValueError):
+class SeedFileError(ConfigFileError):
     """The seed file cannot be read or does not validate; the text is one line."""
-
-
-def one_line(exc: ValidationError) -> str:
-    """The first problem of a validation error, without the input (it may hold a secret)."""
-    first = exc.errors(include_input=False, include_url=False)[0]
-    where = ".".join(str(part) for part in first["loc"]) or "top level"
-    return f"{where}: {first['msg']}"
 
 
 def load_seed_file(path: Path) -> Seed:
     """Read and validate a seed file."""
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SeedFileError(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise SeedFileError(f"{path} is not UTF-8 text") from None
-    except yaml.YAMLError as exc:
-        raise SeedFileError(f"{path} is not valid JSON or YAML: {type(exc).__name__}") from None
-    try:
-        return Seed.model_validate(document or {})
-    except ValidationError as exc:
-        raise SeedFileError(f"{path}: {one_line(exc)}") from None
+    return load_config_file(path, Seed, SeedFileError)

@@ -5,17 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     model_validator,
 )
 from sqlalchemy.orm import Session
 
+from analytics_mock.config_files import ConfigFileError, load_config_file
 from analytics_mock.db.models import UserRow
 from analytics_mock.db.repositories import UserRepository
 from analytics_mock.passwords import hash_password, is_password_hash, verify_password
@@ -62,7 +61,7 @@ class UsersFile(BaseModel):
         return self
 
 
-class UsersFileError(ValueError):
+class UsersFileError(ConfigFileError):
     """The users file cannot be read or does not validate; the text is one line."""
 
 
@@ -76,20 +75,7 @@ BUILT_IN_SYSTEM = UserSpec(
 
 def load_users_file(path: Path) -> list[UserSpec]:
     """Read and validate a users file; errors never echo a password."""
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsersFileError(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsersFileError(f"{path} is not UTF-8 text") from None
-    except yaml.YAMLError as exc:
-        raise UsersFileError(f"{path} is not valid JSON or YAML: {type(exc).__name__}") from None
-    try:
-        return UsersFile.model_validate(document or {}).users
-    except ValidationError as exc:
-        first = exc.errors(include_input=False, include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "top level"
-        raise UsersFileError(f"{path}: {where}: {first['msg']}") from None
+    return load_config_file(path, UsersFile, UsersFileError).users
 
 
 def _stored_hash(spec: UserSpec, existing: UserRow | None) -> str:

@@ -1,0 +1,38 @@
+"""Reading the operator's JSON or YAML files (users, seed) into validated models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class ConfigFileError(ValueError):
+    """A file cannot be read or does not validate; the text is one line and echoes no value."""
+
+
+def first_problem(exc: ValidationError) -> str:
+    """The first problem of a validation error, without the input (it may hold a secret)."""
+    first = exc.errors(include_input=False, include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "top level"
+    return f"{where}: {first['msg']}"
+
+
+def load_config_file(path: Path, model: type[ModelT], error: type[ConfigFileError]) -> ModelT:
+    """`path` (JSON or YAML) validated as `model`; any problem raises `error`."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise error(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise error(f"{path} is not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{path} is not valid JSON or YAML: {type(exc).__name__}") from None
+    try:
+        return model.model_validate(document or {})
+    except ValidationError as exc:
+        raise error(f"{path}: {first_problem(exc)}") from None
