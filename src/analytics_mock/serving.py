@@ -170,7 +170,10 @@ def _config(app: FastAPI, listener: Listener) -> uvicorn.Config:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only when the
+    # listening socket says TCP, and without it every response waits ~40 ms on Nagle.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         # Lets a restarted server take its port back at once, as uvicorn does.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

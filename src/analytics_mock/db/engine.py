@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +69,20 @@ class Database:
         self._write = sessionmaker(
             engine.execution_options(sqlite_write=True), expire_on_commit=False, autoflush=False
         )
+        # SQLite has one writer at a time. Threads of this process queue here and are woken
+        # the moment the lock is free, instead of polling in SQLite's busy handler, whose
+        # back-off sleeps up to 100 ms; other processes still wait under busy_timeout.
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
 
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:
         """A unit of work: commits when the block ends, rolls back when it raises."""
         maker = self._write if write else self._read
-        with maker() as session, session.begin():
+        with ExitStack() as stack:
+            if write and self._write_lock is not None:
+                stack.enter_context(self._write_lock)
+            session = stack.enter_context(maker())
+            stack.enter_context(session.begin())
             yield session
 
     def dispose(self) -> None:

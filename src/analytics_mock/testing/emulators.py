@@ -146,7 +146,8 @@ class ServerThread:
         from analytics_mock.runtime import build_runtime
 
         self._runtime: Runtime = build_runtime(settings)
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP so that asyncio sets TCP_NODELAY on accepted connections (see serving).
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             self._sock.bind((LOOPBACK, 0))
             self._sock.listen(128)
