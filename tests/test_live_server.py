@@ -398,3 +398,34 @@ def test_refused_body_leaves_no_password_in_the_database(
         if secret.encode() in path.read_bytes()
     }
     assert found == set(), f"passwords of {sorted(found)} bodies are in the database"
+
+
+def test_two_processes_share_faults_maintenance_and_journal(
+    start_server: StartServer, database_url: str
+) -> None:
+    # Two real server processes over one database: SQLite file, and PostgreSQL when configured.
+    env = {"ANALYTICS_MOCK_SECRET_KEY": "shared-key-for-both"}
+    one = start_server("--database-url", database_url, env=env)
+    two = start_server("--database-url", database_url, env=env)
+    one.wait_ready()
+    two.wait_ready()
+    with one.client() as first, two.client() as second:
+        assert first.delete("/_mock/requests").status_code == 204
+        assert first.put(OBJECT_PATH, json={"portNumber": 2601}, headers=ADMIN).status_code == 200
+        assert second.put(OBJECT_PATH, json={"portNumber": 2602}, headers=ADMIN).status_code == 200
+        # The journal of either process shows the calls that both served.
+        for http in (first, second):
+            bodies = [e["body"] for e in http.get("/_mock/requests").json()["requests"]]
+            assert bodies == ['{"portNumber": 2602}', '{"portNumber": 2601}']
+        # A fault set through the first process is honoured by the second, once.
+        rule = {"path": "/Analytics/v1/objects/*", "method": "PUT", "status": 500, "times": 1}
+        assert first.post("/_mock/faults", json=rule).status_code == 201
+        forced = second.put(OBJECT_PATH, json={"portNumber": 2603}, headers=ADMIN)
+        assert forced.status_code == 500
+        assert forced.json()["messageID"] == "KNAQ25001-E"
+        assert first.put(OBJECT_PATH, json={"portNumber": 2604}, headers=ADMIN).status_code == 200
+        # Maintenance switched on through the second process holds in the first.
+        assert second.put("/_mock/maintenance", json={"enabled": True}).status_code == 200
+        assert first.get(SETTINGS_PATH, headers=ADMIN).status_code == 412
+        assert first.put("/_mock/maintenance", json={"enabled": False}).status_code == 200
+        assert second.get(SETTINGS_PATH, headers=ADMIN).json()["data"][0]["portNumber"] == 2604
