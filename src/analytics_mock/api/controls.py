@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy import text
@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from analytics_mock.api.dependencies import RuntimeDep, parse_json
 from analytics_mock.api.openapi import json_request_body
+from analytics_mock.api.responses import error_responses
 from analytics_mock.config_files import first_problem
 from analytics_mock.db.migrate import is_at_head
 from analytics_mock.db.repositories import JournalRepository, TestMailRepository
@@ -23,6 +24,7 @@ from analytics_mock.errors import (
     UnsupportedMediaType,
 )
 from analytics_mock.schemas.controls import (
+    MAX_INT,
     Fault,
     FaultIn,
     JournalEntry,
@@ -50,7 +52,10 @@ async def require_control_token(request: Request, runtime: RuntimeDep) -> None:
 
 
 router = APIRouter(
-    prefix="/_mock", tags=[CONTROL_TAG], dependencies=[Depends(require_control_token)]
+    prefix="/_mock",
+    tags=[CONTROL_TAG],
+    dependencies=[Depends(require_control_token)],
+    responses=error_responses(400, 401, 404, 415),
 )
 health = APIRouter(tags=[CONTROL_TAG])
 
@@ -169,7 +174,7 @@ def delete_faults(runtime: RuntimeDep) -> Response:
 
 
 @router.delete("/faults/{fault_id}", status_code=204, summary="Remove one fault rule")
-def delete_fault(fault_id: int, runtime: RuntimeDep) -> Response:
+def delete_fault(fault_id: Annotated[int, Path(ge=0, le=MAX_INT)], runtime: RuntimeDep) -> Response:
     """404 when there is no such rule."""
     with runtime.db.session(write=True) as session:
         if not service.delete_fault(session, fault_id):
@@ -224,7 +229,7 @@ def delete_test_mails(runtime: RuntimeDep) -> Response:
 def unlock(name: str, runtime: RuntimeDep) -> dict[str, Any]:
     """Clear the account's failures and lock; 404 when there is no such account."""
     with runtime.db.session(write=True) as session:
-        if not unlock_user(session, name):
+        if "\x00" in name or not unlock_user(session, name):
             raise ObjectNotFound(f'The user "{name}" was not found.')
     return {"name": name, "locked": False}
 
@@ -235,7 +240,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@health.get("/readyz", summary="Ready: database reachable and migrated")
+@health.get(
+    "/readyz",
+    summary="Ready: database reachable and migrated",
+    responses={503: {"description": "The database does not answer, or is not migrated."}},
+)
 def readyz(runtime: RuntimeDep) -> JSONResponse:
     """200 when the database answers at the newest schema revision, else 503."""
     try:

@@ -20,6 +20,7 @@ from analytics_mock.services.journal import (
     redact_body,
     redact_headers,
     redact_text,
+    storable,
 )
 
 API_PREFIX = "/Analytics/"
@@ -140,8 +141,8 @@ class _CallRecorder:
         call = Call(
             started=self.started,
             method=scope["method"],
-            path=scope["path"],
-            query=redact_text(scope.get("query_string", b"").decode("latin-1")),
+            path=storable(scope["path"]),
+            query=storable(redact_text(scope.get("query_string", b"").decode("latin-1"))),
             headers=redact_headers(scope["headers"]),
             body=redact_body(bytes(self._body)),
             status=status,

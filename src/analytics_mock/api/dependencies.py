@@ -68,7 +68,9 @@ def authenticate(request: Request, runtime: RuntimeDep) -> Principal:
     """401 unless the request carries valid Basic credentials or a live HSSO token."""
     now = runtime.clock()
     authenticator = runtime.authenticator
-    header = request.headers.get("authorization")
+    headers = request.headers.getlist("authorization")
+    # Two credentials are ambiguous: refuse rather than pick one.
+    header = headers[0] if len(headers) == 1 else None
     with runtime.db.session() as session:
         decision = authenticator.identify(session, header, now)
     if decision.needs_write:

@@ -103,6 +103,9 @@ async def list_window(
         )
     query_text = _single(request, "$query")
     order_text = _single(request, "$order-by")
+    for name, text in (("$query", query_text), ("$order-by", order_text)):
+        if text is not None and "\x00" in text:
+            raise InvalidParameter(f'The query parameter "{name}" must not contain NUL.')
     try:
         where = parse_filter(query_text) if query_text is not None else None
     except QuerySyntaxError as exc:

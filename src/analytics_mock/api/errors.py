@@ -53,7 +53,8 @@ def error_response(scope: Scope, error: DomainError) -> Response:
     if token and "WWW-Authenticate" not in error.headers:
         headers["WWW-Authenticate"] = f"HSSO {token}"
     return Response(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+        # ASCII escapes: a member name echoed from the request may hold a lone surrogate.
+        json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode(),
         status_code=error.status,
         headers=headers,
         media_type="application/json",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from analytics_mock.api.errors import COMMON_HEADERS, error_response
-from analytics_mock.errors import BodyTooLarge
+from analytics_mock.errors import BodyTooLarge, InternalError
+
+logger = logging.getLogger("analytics_mock.api")
 
 
 def declared_length(scope: Scope) -> int:
@@ -35,7 +39,23 @@ class VendorHttpMiddleware:
         if declared_length(scope) > self.max_body_size:
             await error_response(scope, self._too_large())(scope, receive, send)
             return
-        await self.app(scope, self._limited(receive), self._with_headers(scope, send))
+        started = False
+        send_with_headers = self._with_headers(scope, send)
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send_with_headers(message)
+
+        try:
+            await self.app(scope, self._limited(receive), tracking_send)
+        except Exception:
+            if started:
+                raise
+            # Answered here rather than by Starlette's ServerErrorMiddleware, which re-raises
+            # so that uvicorn drops the connection a keep-alive client is about to reuse.
+            logger.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            await error_response(scope, InternalError())(scope, receive, tracking_send)
 
     def _too_large(self) -> BodyTooLarge:
         return BodyTooLarge(f"The request body is larger than {self.max_body_size} bytes.")

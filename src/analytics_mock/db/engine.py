@@ -56,7 +56,19 @@ def create_database_engine(settings: Settings) -> Engine:
     url = make_url(settings.database_url_text)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, settings)
-    return create_engine(url, hide_parameters=True, pool_pre_ping=True)
+    # Without these, a connection into a network partition waits forever (the pre-ping too):
+    # give up connecting after 5 s, and on unacknowledged data or silent peers after ~10 s.
+    timeouts = {
+        "connect_timeout": 5,
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 2,
+        "tcp_user_timeout": 10_000,
+    }
+    return create_engine(
+        url, hide_parameters=True, pool_pre_ping=True, pool_timeout=10, connect_args=timeouts
+    )
 
 
 class Database:

@@ -9,6 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from analytics_mock.services.seed import SeedSetting, check_unique_instance_ids
 from analytics_mock.services.users import Permission, UserName
 
+# Every integer goes into an INTEGER column.
+MAX_INT = 2_147_483_647
+NoNul = StringConstraints(pattern=r"^[^\x00]*$")
+
 HttpMethod = Literal["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 
 
@@ -18,15 +22,15 @@ class FaultIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: HttpMethod | None = Field(default=None, description="Any method when omitted.")
-    path: Annotated[str, StringConstraints(min_length=1, max_length=2048)] = Field(
+    path: Annotated[str, StringConstraints(min_length=1, max_length=2048), NoNul] = Field(
         description="Glob on the decoded path, e.g. /Analytics/v1/objects/*"
     )
     status: int | None = Field(default=None, ge=400, le=599, description="Answer this status.")
-    message: Annotated[str, StringConstraints(max_length=500)] | None = None
+    message: Annotated[str, StringConstraints(max_length=500), NoNul] | None = None
     delayMs: int = Field(default=0, ge=0, le=60_000)  # noqa: N815 - JSON member names
     drop: bool = Field(default=False, description="Close the connection without an answer.")
     times: int | None = Field(
-        default=None, ge=1, description="Next N matching calls; omitted: until removed."
+        default=None, ge=1, le=MAX_INT, description="Next N matching calls; omitted: until removed."
     )
 
     @model_validator(mode="after")
@@ -42,7 +46,7 @@ class StateFault(FaultIn):
     """A fault rule in a state document: `GET /_mock/state` gives `id` and `remaining` back."""
 
     id: int | None = Field(default=None, description="Ignored: rules get new ids on import.")
-    remaining: int | None = Field(default=None, ge=1, description="Read as `times`.")
+    remaining: int | None = Field(default=None, ge=1, le=MAX_INT, description="Read as `times`.")
 
     @property
     def calls(self) -> int | None:
@@ -72,7 +76,7 @@ class StateUser(BaseModel):
     passwordHash: str | None = Field(default=None, repr=False)  # noqa: N815
     password: str | None = Field(default=None, repr=False, min_length=1)
     permissions: list[Permission] = Field(default_factory=list)
-    failedLogins: int = Field(default=0, ge=0)  # noqa: N815
+    failedLogins: int = Field(default=0, ge=0, le=MAX_INT)  # noqa: N815
     locked: bool = False
 
 

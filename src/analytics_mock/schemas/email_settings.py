@@ -60,7 +60,11 @@ def _hostname(value: object) -> object:
 def _user_id(value: object) -> object:
     value = _string(value)
     if isinstance(value, str):
-        if not 1 <= len(value.encode()) <= 255:
+        try:
+            size = len(value.encode())
+        except UnicodeEncodeError:
+            raise _invalid("must be valid Unicode text") from None
+        if not 1 <= size <= 255:
             raise _invalid("must be 1 to 255 bytes long")
         if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
             raise _invalid("must not contain control characters")

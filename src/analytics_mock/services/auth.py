@@ -152,6 +152,10 @@ class Authenticator:
             password = password_bytes.decode()
         except UnicodeDecodeError:
             return Decision()
+        # No account name holds a control character (PostgreSQL refuses NUL in a query).
+        if not name or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+            burn_verification(password)
+            return Decision()
         user = UserRepository(session).get(name)
         if user is None:
             burn_verification(password)

@@ -119,7 +119,8 @@ def update_setting(
 ) -> dict[str, Any]:
     """Apply a partial update to one object and return it as the response shows it."""
     repo = EmailSettingsRepository(session)
-    row = repo.get(instance_id, for_update=True)
+    # No stored id holds a NUL, and PostgreSQL refuses one in a query.
+    row = None if "\x00" in instance_id else repo.get(instance_id, for_update=True)
     if row is None:
         raise ObjectNotFound(f'The object "{instance_id}" was not found.')
     # Everything is checked before anything is written, so a refusal leaves the row untouched.

@@ -24,6 +24,11 @@ _PASSWORD_TEXT = re.compile(
 _MAX_BODY = 64 * 1024
 
 
+def storable(text: str) -> str:
+    """`text` as any database stores it: no NUL, no lone surrogate (both shown escaped)."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def redact_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """Request headers by lower-case name; credentials keep only their scheme."""
     shown: dict[str, str] = {}
@@ -33,6 +38,7 @@ def redact_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
         if name in _SECRET_HEADERS:
             scheme = value.strip().split(" ", 1)[0] if name != "cookie" else ""
             value = f"{scheme} {REDACTED}".strip()
+        value = storable(value)
         shown[name] = f"{shown[name]}, {value}" if name in shown else value
     return shown
 
@@ -56,8 +62,8 @@ def redact_body(raw: bytes) -> str | None:
     try:
         document = json.loads(raw)
     except (ValueError, RecursionError):
-        return redact_text(text)
-    return json.dumps(_redact_json(document), ensure_ascii=False)[:_MAX_BODY]
+        return storable(redact_text(text))
+    return storable(json.dumps(_redact_json(document), ensure_ascii=False)[:_MAX_BODY])
 
 
 def _mask(match: re.Match[str]) -> str:

@@ -35,7 +35,9 @@ from analytics_mock.services.email_settings import default_setting, to_public
 from analytics_mock.services.users import UserSpec
 from analytics_mock.validation import decode_base64_password
 
-InstanceId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+InstanceId = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
 
 
 class SeedSetting(BaseModel):

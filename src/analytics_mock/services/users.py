@@ -21,7 +21,9 @@ from analytics_mock.passwords import hash_password, is_password_hash, verify_pas
 from analytics_mock.services.auth import SYSTEM_USER
 
 Permission = Literal["Admin", "Modify", "StorageOps", "UserManagement"]
-UserName = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^:\s]+$")]
+UserName = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^:\s\x00-\x1f\x7f]+$")
+]
 
 
 class UserSpec(BaseModel):
