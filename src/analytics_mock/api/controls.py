@@ -125,6 +125,9 @@ def get_requests(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> JSONResponse:
     """Journalled calls matching every filter given, newest first."""
+    # Journalled text holds no NUL (it is stored escaped), and PostgreSQL refuses one in a query.
+    if any("\x00" in text for text in (method or "", path or "")):
+        return JSONResponse({"requests": []})
     with runtime.db.session() as session:
         rows = JournalRepository(session).newest(
             limit=limit,
