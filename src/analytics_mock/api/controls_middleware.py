@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -11,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from analytics_mock.api.errors import error_response
 from analytics_mock.api.middleware import declared_length
-from analytics_mock.errors import CATALOGUE, DomainError, ServerUnavailable
+from analytics_mock.errors import CATALOGUE, DomainError, InternalError, ServerUnavailable
 from analytics_mock.runtime import Runtime
 from analytics_mock.services.controls import FaultRule, take_fault
 from analytics_mock.services.journal import (
@@ -23,6 +24,7 @@ from analytics_mock.services.journal import (
     storable,
 )
 
+logger = logging.getLogger("analytics_mock.api")
 API_PREFIX = "/Analytics/"
 # A body the app never read (a refusal before parsing) is still journalled when this small.
 _DRAIN_LIMIT = 64 * 1024
@@ -66,12 +68,21 @@ class ControlsMiddleware:
             return
         scope.setdefault("state", {})
         call = _CallRecorder(self.runtime, scope, receive, send)
-        snapshot = await run_in_threadpool(self._snapshot)
+        try:
+            snapshot = await run_in_threadpool(self._snapshot)
+        except Exception:
+            # The database is gone: answer here, in the envelope, and keep the connection
+            # (Starlette's last-resort handler would re-raise and uvicorn drop it).
+            logger.exception(
+                "cannot read the test controls for %s %s", scope["method"], scope["path"]
+            )
+            await error_response(scope, InternalError())(scope, call.receive, call.send)
+            return
         if snapshot.maintenance:
             await error_response(scope, ServerUnavailable())(scope, call.receive, call.send)
             return
         rule = next((r for r in snapshot.faults if r.matches(scope["method"], scope["path"])), None)
-        if rule is not None and await run_in_threadpool(self._take, rule):
+        if rule is not None and await self._claimed(rule):
             if rule.delay_ms:
                 await asyncio.sleep(rule.delay_ms / 1000)
             if rule.drop:
@@ -87,6 +98,13 @@ class ControlsMiddleware:
             if not call.journalled:
                 await call.journal(status=500)
             raise
+
+    async def _claimed(self, rule: FaultRule) -> bool:
+        try:
+            return await run_in_threadpool(self._take, rule)
+        except Exception:
+            logger.exception("cannot claim fault rule %d", rule.id)
+            return False
 
     def _snapshot(self) -> Any:
         with self.runtime.db.session() as session:
@@ -154,7 +172,11 @@ class _CallRecorder:
             with self.runtime.db.session(write=True) as session:
                 record_call(session, call, keep)
 
-        await run_in_threadpool(write)
+        try:
+            await run_in_threadpool(write)
+        except Exception:
+            # A journal the database cannot take must not cost the client its answer.
+            logger.exception("journal entry lost for %s %s", call.method, call.path)
 
     async def _drain(self) -> None:
         try:
