@@ -8,10 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from analytics_mock.api.dependencies import RuntimeDep, parse_json
+from analytics_mock.api.dependencies import RuntimeDep, is_json_content_type, parse_json
 from analytics_mock.api.openapi import json_request_body
 from analytics_mock.api.responses import error_responses
 from analytics_mock.config_files import first_problem
@@ -69,7 +68,7 @@ def _parse(model: Any, document: object) -> Any:
 
 
 async def _json_content_type(request: Request) -> None:
-    if not (request.headers.get("content-type") or "").lower().startswith("application/json"):
+    if not is_json_content_type(request.headers.get("content-type")):
         raise UnsupportedMediaType("The Content-Type of the request must be application/json.")
 
 
@@ -151,7 +150,7 @@ def delete_requests(runtime: RuntimeDep) -> Response:
 def get_faults(runtime: RuntimeDep) -> dict[str, Any]:
     """Every fault rule in the order it is matched."""
     with runtime.db.session() as session:
-        return {"faults": service.export_state(session)["faults"]}
+        return {"faults": service.list_faults(session)}
 
 
 @router.post(
@@ -189,7 +188,7 @@ def delete_fault(fault_id: Annotated[int, Path(ge=0, le=MAX_INT)], runtime: Runt
 def get_maintenance(runtime: RuntimeDep) -> dict[str, bool]:
     """Whether every emulated call answers 412."""
     with runtime.db.session() as session:
-        return {"enabled": service.export_state(session)["maintenance"]}
+        return {"enabled": service.maintenance_enabled(session)}
 
 
 @router.put(
@@ -252,7 +251,6 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
     """200 when the database answers at the newest schema revision, else 503."""
     try:
         with runtime.db.session() as session:
-            session.execute(text("SELECT 1"))
             ready = is_at_head(session.connection())
     except SQLAlchemyError:
         ready = False

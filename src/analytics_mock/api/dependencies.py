@@ -92,7 +92,8 @@ async def require_admin(principal: Annotated[Principal, Depends(authenticate)]) 
 AdminDep = Annotated[Principal, Depends(require_admin)]
 
 
-def _is_json_content_type(value: str | None) -> bool:
+def is_json_content_type(value: str | None) -> bool:
+    """Whether a Content-Type header names application/json (parameters allowed)."""
     return value is not None and _media_type(value)[0] == "application/json"
 
 
@@ -102,7 +103,7 @@ def _reject_constant(name: str) -> Any:
 
 async def json_body(request: Request, _admin: AdminDep) -> object:
     """The parsed JSON body, read only after the caller is known to be allowed."""
-    if not _is_json_content_type(request.headers.get("content-type")):
+    if not is_json_content_type(request.headers.get("content-type")):
         raise UnsupportedMediaType("The Content-Type of the request must be application/json.")
     return parse_json(await request.body())
 

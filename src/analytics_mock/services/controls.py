@@ -77,6 +77,16 @@ def fault_body(row: FaultRow) -> dict[str, Any]:
     }
 
 
+def list_faults(session: Session) -> list[dict[str, Any]]:
+    """Every fault rule, in the order they are matched."""
+    return [fault_body(row) for row in FaultRepository(session).all()]
+
+
+def maintenance_enabled(session: Session) -> bool:
+    """Whether the maintenance switch is on."""
+    return ControlRepository(session).get().maintenance
+
+
 def export_state(session: Session) -> dict[str, Any]:
     """The whole emulated state; passwords only as ciphertext or hash."""
     users = UserRepository(session).all()
@@ -92,8 +102,8 @@ def export_state(session: Session) -> dict[str, Any]:
             }
             for user in users
         ],
-        "maintenance": ControlRepository(session).get().maintenance,
-        "faults": [fault_body(row) for row in FaultRepository(session).all()],
+        "maintenance": maintenance_enabled(session),
+        "faults": list_faults(session),
     }
 
 

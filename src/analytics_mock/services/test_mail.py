@@ -32,12 +32,16 @@ from analytics_mock.services.email_settings import merged_view, new_password, to
 Mode = Literal["smtp", "capture"]
 
 
-def stored_setting(session: Session) -> dict[str, Any]:
-    """The EmailSetting a test mail would use without overrides."""
+def _stored_row(session: Session) -> EmailSettingRow:
     row = EmailSettingsRepository(session).first()
     if row is None:
         raise ObjectNotFound("No email server settings are stored.")
-    return to_public(row)
+    return row
+
+
+def stored_setting(session: Session) -> dict[str, Any]:
+    """The EmailSetting a test mail would use without overrides."""
+    return to_public(_stored_row(session))
 
 
 def action_body(href: str, setting: dict[str, Any]) -> dict[str, Any]:
@@ -74,9 +78,7 @@ class MailPlan:
 
 def plan_test_mail(session: Session, box: SecretBox, test_mail: TestMailIn) -> MailPlan:
     """Overlay the request's settings on the stored ones and pick the password to use."""
-    row = EmailSettingsRepository(session).first()
-    if row is None:
-        raise ObjectNotFound("No email server settings are stored.")
+    row = _stored_row(session)
     patch = test_mail.emailSetting or EmailSettingUpdate()
     merged = merged_view(row, patch)
     password = new_password(patch)
