@@ -33,6 +33,7 @@ _HELP = {
     "secret_key": "key for the stored SMTP password (prefer the environment variable)",
     "secret_key_file": "file holding that key (default: beside the SQLite database)",
     "sqlite_busy_timeout_ms": "how long SQLite waits for a lock (default 10000)",
+    "database_timeout": "seconds a unit of PostgreSQL work may take (default 10)",
     "sqlite_synchronous": "SQLite synchronous pragma (default FULL: every commit is on disk)",
     "test_mail_mode": "smtp (really deliver test mails) or capture (only record them)",
     "smtp_timeout": "seconds a whole test-mail attempt may take (default 10)",
@@ -155,7 +156,7 @@ def _unlock(args: argparse.Namespace) -> int:
     if sqlite_file is not None and not sqlite_file.exists():
         raise CliError(f"no database at {sqlite_file} (start the server once, or migrate)")
     try:
-        db = Database(create_database_engine(settings))
+        db = Database(create_database_engine(settings), timeout=settings.database_timeout)
         try:
             with db.session(write=True) as session:
                 if not is_at_head(session.connection()):

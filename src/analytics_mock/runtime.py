@@ -45,7 +45,7 @@ def build_runtime(settings: Settings) -> Runtime:
         upgrade_to_head(engine)
         # Only once the database is known good, so a failed start leaves no key file behind.
         box = secret_box_from_settings(settings)
-        db = Database(engine)
+        db = Database(engine, timeout=settings.database_timeout)
         with db.session(write=True) as session:
             seed_store(session, box, seed, users)
             if settings.maintenance:

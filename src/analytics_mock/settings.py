@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     secret_key_file: Path | None = None
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+    # A network database that stops answering must not hold a call for ever.
+    database_timeout: float = Field(default=10.0, gt=0, le=3600)
     # Test mail (sendTestMail).
     test_mail_mode: Literal["smtp", "capture"] = "smtp"
     smtp_timeout: float = Field(default=10.0, gt=0, le=600)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from analytics_mock.api.errors import error_response
@@ -17,7 +17,8 @@ from analytics_mock.runtime import Runtime
 from analytics_mock.services.controls import FaultRule, take_fault
 from analytics_mock.services.journal import (
     Call,
-    record_call,
+    journal_entry,
+    journal_writer,
     redact_body,
     redact_headers,
     redact_text,
@@ -69,7 +70,7 @@ class ControlsMiddleware:
         scope.setdefault("state", {})
         call = _CallRecorder(self.runtime, scope, receive, send)
         try:
-            snapshot = await run_in_threadpool(self._snapshot)
+            snapshot = await self.runtime.db.run(self.runtime.controls.current)
         except Exception:
             # The database is gone: answer here, in the envelope, and keep the connection
             # (Starlette's last-resort handler would re-raise and uvicorn drop it).
@@ -101,18 +102,10 @@ class ControlsMiddleware:
 
     async def _claimed(self, rule: FaultRule) -> bool:
         try:
-            return await run_in_threadpool(self._take, rule)
+            return await self.runtime.db.run(partial(take_fault, rule=rule), writes=True)
         except Exception:
             logger.exception("cannot claim fault rule %d", rule.id)
             return False
-
-    def _snapshot(self) -> Any:
-        with self.runtime.db.session() as session:
-            return self.runtime.controls.current(session)
-
-    def _take(self, rule: FaultRule) -> bool:
-        with self.runtime.db.session(write=True) as session:
-            return take_fault(session, rule)
 
 
 class _CallRecorder:
@@ -153,6 +146,14 @@ class _CallRecorder:
             self.journalled = True
             return
         self.journalled = True
+        if not self.runtime.db.available:
+            # Waiting out another deadline would only delay an answer that is already an error.
+            logger.error(
+                "journal entry lost for %s %s: the database is unavailable",
+                self.scope["method"],
+                self.scope["path"],
+            )
+            return
         if not self._body_done and 0 < declared_length(self.scope) <= _DRAIN_LIMIT:
             await self._drain()
         scope = self.scope
@@ -166,14 +167,9 @@ class _CallRecorder:
             status=status,
             duration_ms=(time.perf_counter() - self._t0) * 1000,
         )
-        keep = self.runtime.settings.journal_size
-
-        def write() -> None:
-            with self.runtime.db.session(write=True) as session:
-                record_call(session, call, keep)
-
+        writer = journal_writer(self.runtime.settings.journal_size)
         try:
-            await run_in_threadpool(write)
+            await self.runtime.db.run_grouped(writer, journal_entry(call))
         except Exception:
             # A journal the database cannot take must not cost the client its answer.
             logger.exception("journal entry lost for %s %s", call.method, call.path)

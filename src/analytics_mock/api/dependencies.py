@@ -26,8 +26,7 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 # a hop that costs more than their work.
 async def get_runtime(request: Request) -> Runtime:
     """The runtime of the app serving this request."""
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+    return runtime_of(request)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -58,33 +57,32 @@ def accepts_json(accept: str | None) -> bool:
     return False
 
 
-async def require_json_accept(request: Request) -> None:
-    """406 unless the client accepts JSON."""
-    if not accepts_json(request.headers.get("accept")):
-        raise NotAcceptable("The Accept header must admit application/json.")
+def runtime_of(request: Request) -> Runtime:
+    """The runtime of the app serving this request."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
 
 
-def authenticate(request: Request, runtime: RuntimeDep) -> Principal:
+async def authenticate(request: Request) -> Principal:
     """401 unless the request carries valid Basic credentials or a live HSSO token."""
-    now = runtime.clock()
-    authenticator = runtime.authenticator
+    runtime = runtime_of(request)
     headers = request.headers.getlist("authorization")
     # Two credentials are ambiguous: refuse rather than pick one.
     header = headers[0] if len(headers) == 1 else None
-    with runtime.db.session() as session:
-        decision = authenticator.identify(session, header, now)
-    if decision.needs_write:
-        with runtime.db.session(write=True) as session:
-            authenticator.record(session, decision, now)
-    principal = authenticator.principal_or_raise(decision)
+    principal = await runtime.authenticator.authenticate(runtime.db, header, runtime.clock())
     # Picked up by the middleware and the error renderer: every authenticated response
     # hands the session token back.
     request.state.hsso_token = principal.token
     return principal
 
 
-async def require_admin(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-    """403 unless the caller holds Admin."""
+# One dependency for all three checks: FastAPI's resolution of each dependency costs more
+# per request than the check it runs.
+async def require_admin(request: Request) -> Principal:
+    """406 unless the client accepts JSON, then 401 unless authenticated, 403 unless Admin."""
+    if not accepts_json(request.headers.get("accept")):
+        raise NotAcceptable("The Accept header must admit application/json.")
+    principal = await authenticate(request)
     principal.require(ADMIN)
     return principal
 
@@ -101,8 +99,8 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-async def json_body(request: Request, _admin: AdminDep) -> object:
-    """The parsed JSON body, read only after the caller is known to be allowed."""
+async def read_json(request: Request) -> object:
+    """The parsed JSON body; call it only once the caller is known to be allowed."""
     if not is_json_content_type(request.headers.get("content-type")):
         raise UnsupportedMediaType("The Content-Type of the request must be application/json.")
     return parse_json(await request.body())
@@ -116,9 +114,6 @@ def parse_json(raw: bytes) -> object:
         return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise MalformedBody("The request body is not valid JSON.") from None
-
-
-JsonBody = Annotated[object, Depends(json_body)]
 
 
 def validate_body(model: type[ModelT], document: object, *, what: str) -> ModelT:

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import WithJsonSchema
 
-from analytics_mock.api.dependencies import (
-    AdminDep,
-    JsonBody,
-    RuntimeDep,
-    require_json_accept,
-    validate_body,
-)
+from analytics_mock.api.dependencies import AdminDep, read_json, runtime_of, validate_body
 from analytics_mock.api.openapi import json_request_body
 from analytics_mock.api.responses import error_responses
 from analytics_mock.errors import InvalidParameter
@@ -29,11 +24,7 @@ from analytics_mock.services import email_settings as service
 
 MAX_INT = 2_147_483_647
 
-router = APIRouter(
-    prefix="/Analytics/v1",
-    tags=["EmailServerSettings"],
-    dependencies=[Depends(require_json_accept)],
-)
+router = APIRouter(prefix="/Analytics/v1", tags=["EmailServerSettings"])
 
 
 def _int_param(name: str, minimum: int) -> Any:
@@ -125,14 +116,16 @@ async def list_window(
     response_class=JSONResponse,
     responses={200: {"model": EmailSettingCollection}, **error_responses(400, 401, 403, 406, 412)},
 )
-def list_email_settings(
+async def list_email_settings(
+    request: Request,
     _admin: AdminDep,
     window: Annotated[service.ListWindow, Depends(list_window)],
-    runtime: RuntimeDep,
 ) -> JSONResponse:
     """GET the Collections envelope of EmailSetting objects."""
-    with runtime.db.session() as session:
-        body = service.list_settings(session, runtime.db.dialect, window)
+    runtime = runtime_of(request)
+    body = await runtime.db.run(
+        partial(service.list_settings, dialect=runtime.db.dialect, window=window)
+    )
     return JSONResponse(body)
 
 
@@ -146,14 +139,9 @@ def list_email_settings(
     },
     openapi_extra=json_request_body(EmailSettingUpdate),
 )
-def update_email_setting(
-    id: str,
-    _admin: AdminDep,
-    document: JsonBody,
-    runtime: RuntimeDep,
-) -> JSONResponse:
+async def update_email_setting(id: str, request: Request, _admin: AdminDep) -> JSONResponse:
     """PUT a partial update of one EmailSetting object."""
-    patch = validate_body(EmailSettingUpdate, document, what="EmailSetting")
-    with runtime.db.session(write=True) as session:
-        body = service.update_setting(session, runtime.box, id, patch)
-    return JSONResponse(body)
+    runtime = runtime_of(request)
+    patch = validate_body(EmailSettingUpdate, await read_json(request), what="EmailSetting")
+    update = partial(service.update_setting, box=runtime.box, instance_id=id, patch=patch)
+    return JSONResponse(await runtime.db.run(update, writes=True))

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from analytics_mock.api.dependencies import (
-    AdminDep,
-    JsonBody,
-    RuntimeDep,
-    require_json_accept,
-    validate_body,
-)
+from analytics_mock.api.dependencies import AdminDep, read_json, runtime_of, validate_body
 from analytics_mock.api.openapi import json_request_body
 from analytics_mock.api.responses import error_responses
 from analytics_mock.mail import DeliveryOptions
@@ -22,11 +16,7 @@ from analytics_mock.services import test_mail as service
 
 ACTION_PATH = "/services/EmailServerSettings/actions/sendTestMail"
 
-router = APIRouter(
-    prefix="/Analytics/v1",
-    tags=["EmailServerSettings"],
-    dependencies=[Depends(require_json_accept)],
-)
+router = APIRouter(prefix="/Analytics/v1", tags=["EmailServerSettings"])
 
 
 def delivery_options(runtime: Runtime) -> DeliveryOptions:
@@ -46,8 +36,9 @@ def delivery_options(runtime: Runtime) -> DeliveryOptions:
     response_class=JSONResponse,
     responses={200: {"model": SendTestMailAction}, **error_responses(401, 403, 404, 406, 412)},
 )
-def prepare_test_mail(request: Request, _admin: AdminDep, runtime: RuntimeDep) -> JSONResponse:
+def prepare_test_mail(request: Request, _admin: AdminDep) -> JSONResponse:
     """GET the Action to invoke, with the stored settings as its parameter."""
+    runtime = runtime_of(request)
     with runtime.db.session() as session:
         setting = service.stored_setting(session)
     href = str(request.url.replace(path=request.url.path + "/invoke", query=""))
@@ -61,10 +52,10 @@ def prepare_test_mail(request: Request, _admin: AdminDep, runtime: RuntimeDep) -
     responses={200: {"model": Job}, **error_responses(400, 401, 403, 404, 406, 412, 413, 415)},
     openapi_extra=json_request_body(SendTestMailActionIn),
 )
-async def invoke_test_mail(
-    _admin: AdminDep, document: JsonBody, runtime: RuntimeDep
-) -> JSONResponse:
+async def invoke_test_mail(request: Request, _admin: AdminDep) -> JSONResponse:
     """POST the Action: send one test mail and answer with the finished Job."""
+    runtime = runtime_of(request)
+    document = await read_json(request)
     action = validate_body(SendTestMailActionIn, document, what="the sendTestMail Action")
 
     def plan() -> service.MailPlan:

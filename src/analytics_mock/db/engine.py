@@ -6,13 +6,22 @@ import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+from analytics_mock.db.runner import Group, Unit, UnitRunner
+from analytics_mock.db.watchdog import Watchdog
 from analytics_mock.settings import Settings
+
+T = TypeVar("T")
+# Seconds a unit of database work may take on PostgreSQL before its connection is cut.
+DEFAULT_TIMEOUT = 10.0
+# Units one SQLite batch may hold: enough for every connection of a busy client pool.
+RUNNER_BATCH = 128
 
 
 def _sqlite_engine(url: URL, settings: Settings) -> Engine:
@@ -66,37 +75,90 @@ def create_database_engine(settings: Settings) -> Engine:
         "keepalives_count": 2,
         "tcp_user_timeout": 10_000,
     }
+    # No pool_pre_ping: `Database` pings at checkout itself, under a deadline.
     return create_engine(
-        url, hide_parameters=True, pool_pre_ping=True, pool_timeout=10, connect_args=timeouts
+        url, hide_parameters=True, pool_size=8, pool_timeout=10, connect_args=timeouts
     )
 
 
 class Database:
-    """Owns the engine and opens request-scoped sessions."""
+    """Owns the engine: request-scoped ORM sessions, and the runner for the hot path."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self.timeout = timeout
+        self._write_engine = engine.execution_options(sqlite_write=True)
         self._read = sessionmaker(engine, expire_on_commit=False, autoflush=False)
-        self._write = sessionmaker(
-            engine.execution_options(sqlite_write=True), expire_on_commit=False, autoflush=False
-        )
+        self._write = sessionmaker(self._write_engine, expire_on_commit=False, autoflush=False)
+        sqlite = self.dialect == "sqlite"
         # SQLite has one writer at a time. Threads of this process queue here and are woken
         # the moment the lock is free, instead of polling in SQLite's busy handler, whose
         # back-off sleeps up to 100 ms; other processes still wait under busy_timeout.
-        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        self._write_lock = threading.Lock() if sqlite else None
+        # A local file needs no deadline; a network database does (see watchdog.py).
+        self.watchdog = None if sqlite else Watchdog()
+        if self.watchdog is not None:
+            event.listen(engine, "checkout", self._ping)
+        self.runner = UnitRunner(
+            engine,
+            # One writer is all SQLite allows, and batching is what makes it fast.
+            threads=1 if sqlite else 4,
+            units_per_batch=RUNNER_BATCH if sqlite else 1,
+            write_lock=self._write_lock,
+            watchdog=self.watchdog,
+            deadline=timeout,
+        )
+
+    @property
+    def available(self) -> bool:
+        """False from a failed connection or an overrun deadline until the next commit."""
+        return self.runner.available
+
+    async def run(self, unit: Unit[T], *, writes: bool = False) -> T:
+        """Run one unit of work on the runner; returns after its transaction committed."""
+        return await self.runner.run(unit, writes=writes)
+
+    async def run_grouped(self, group: Group, value: object) -> None:
+        """Queue a value for a grouped write (see `UnitRunner.run_grouped`)."""
+        await self.runner.run_grouped(group, value)
 
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:
         """A unit of work: commits when the block ends, rolls back when it raises."""
-        maker = self._write if write else self._read
         with ExitStack() as stack:
             if write and self._write_lock is not None:
                 stack.enter_context(self._write_lock)
-            session = stack.enter_context(maker())
+            if self.watchdog is None:
+                session = stack.enter_context((self._write if write else self._read)())
+            else:
+                connection = stack.enter_context(self.engine.connect())
+                stack.enter_context(
+                    self.watchdog.guard(connection.connection.dbapi_connection, self.timeout)
+                )
+                session = stack.enter_context(
+                    Session(bind=connection, expire_on_commit=False, autoflush=False)
+                )
             stack.enter_context(session.begin())
             yield session
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Stop the runner and close every pooled connection."""
+        self.runner.close()
+        if self.watchdog is not None:
+            self.watchdog.close()
         self.engine.dispose()
+
+    def _ping(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        # What pool_pre_ping does, but under the deadline: a pooled connection whose server
+        # hangs would otherwise hold the checkout forever.
+        assert self.watchdog is not None
+        with self.watchdog.guard(dbapi_connection, self.timeout):
+            try:
+                cursor = dbapi_connection.cursor()
+                cursor.execute("SELECT 1")
+                cursor.close()
+                dbapi_connection.rollback()
+            except Exception as exc:
+                # Tells the pool to discard this connection and check out another.
+                raise DisconnectionError("the pooled connection does not answer") from exc

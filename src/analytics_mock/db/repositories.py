@@ -1,11 +1,28 @@
-"""Every query the server makes, grouped by table. Repositories flush but never commit."""
+"""Every query the server makes, grouped by table. Repositories flush but never commit.
+
+Queries are Core statements that run on an ORM `Session` or on a plain `Connection` (the
+runner's, on the hot path, where a Session's set-up and identity map cost more than the query);
+only the few writes of whole ORM objects, at start-up and from the control API, need a Session.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -34,24 +51,93 @@ EMAIL_SETTING_FIELDS: dict[str, Field] = {
 }
 
 
+Executor = Session | Connection
+AnyRow = Row[*tuple[Any, ...]]
+
+_SETTINGS = cast(Table, EmailSettingRow.__table__)
+_USERS = cast(Table, UserRow.__table__)
+_SESSIONS = cast(Table, SessionRow.__table__)
+_JOURNAL = cast(Table, JournalRow.__table__)
+_FAULTS = cast(Table, FaultRow.__table__)
+_CONTROL = cast(Table, ControlRow.__table__)
+
+
+def _orm(executor: Executor) -> Session:
+    assert isinstance(executor, Session), "writing ORM objects needs a Session"
+    return executor
+
+
+@dataclass(frozen=True, slots=True)
+class SettingRecord:
+    """One stored EmailServerSettings object, detached from any session."""
+
+    pk: int
+    instance_id: str
+    hostname: str
+    port_number: int
+    secure_connection: str
+    authentication_enabled: bool
+    user_id: str | None
+    password_encrypted: bytes | None
+    sender_address: str
+
+    @classmethod
+    def from_row(cls, row: AnyRow) -> SettingRecord:
+        """The record of a row selected with all the table's columns."""
+        return cls(*row)
+
+
+_SETTING_COLUMNS = tuple(getattr(_SETTINGS.c, name) for name in SettingRecord.__slots__)
+
+# The hot path's statements, built once: SQLAlchemy then finds their compiled form in its cache
+# without building the statement and its cache key again on every call.
+_SETTING_BY_ID = select(*_SETTING_COLUMNS).where(_SETTINGS.c.instance_id == bindparam("id"))
+_SETTING_BY_ID_FOR_UPDATE = _SETTING_BY_ID.with_for_update()
+_SAVE_SETTING = (
+    update(_SETTINGS)
+    .where(_SETTINGS.c.pk == bindparam("record_pk"))
+    .values({name: bindparam(f"new_{name}") for name in SettingRecord.__slots__[2:]})
+)
+_USER_CREDENTIALS = select(
+    _USERS.c.name,
+    _USERS.c.password_hash,
+    _USERS.c.permissions,
+    _USERS.c.failed_logins,
+    _USERS.c.locked,
+).where(_USERS.c.name == bindparam("name"))
+_SESSION_BY_HASH = select(
+    _SESSIONS.c.token_hash, _SESSIONS.c.user_name, _SESSIONS.c.last_used_at
+).where(_SESSIONS.c.token_hash == bindparam("token_hash"))
+_ADD_JOURNAL = insert(_JOURNAL)
+_TRIM_JOURNAL = delete(_JOURNAL).where(
+    _JOURNAL.c.id <= select(func.max(_JOURNAL.c.id)).scalar_subquery() - bindparam("keep")
+)
+_CONTROL_SWITCHES = select(_CONTROL.c.generation, _CONTROL.c.maintenance).where(_CONTROL.c.id == 1)
+
+
 class EmailSettingsRepository:
     """Queries on `email_settings`."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Executor) -> None:
         self.session = session
 
-    def get(self, instance_id: str, *, for_update: bool = False) -> EmailSettingRow | None:
+    def get(self, instance_id: str, *, for_update: bool = False) -> SettingRecord | None:
         """The object with this instanceID, locked for the transaction when `for_update`."""
-        stmt = select(EmailSettingRow).where(EmailSettingRow.instance_id == instance_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        return self.session.scalars(stmt).one_or_none()
+        stmt = _SETTING_BY_ID_FOR_UPDATE if for_update else _SETTING_BY_ID
+        row = self.session.execute(stmt, {"id": instance_id}).first()
+        return SettingRecord.from_row(row) if row is not None else None
 
-    def first(self) -> EmailSettingRow | None:
+    def first(self) -> SettingRecord | None:
         """The oldest object: the one the test mail uses."""
-        return self.session.scalars(
-            select(EmailSettingRow).order_by(EmailSettingRow.pk).limit(1)
-        ).one_or_none()
+        row = self.session.execute(
+            select(*_SETTING_COLUMNS).order_by(_SETTINGS.c.pk).limit(1)
+        ).first()
+        return SettingRecord.from_row(row) if row is not None else None
+
+    def save(self, record: SettingRecord) -> None:
+        """Write every member of `record` to its stored object."""
+        values = {f"new_{name}": getattr(record, name) for name in SettingRecord.__slots__[2:]}
+        self.session.execute(_SAVE_SETTING, {"record_pk": record.pk, **values})
 
     def page(
         self,
@@ -59,10 +145,10 @@ class EmailSettingsRepository:
         order_by: Sequence[ColumnElement[Any]],
         offset: int,
         limit: int,
-    ) -> tuple[int, list[EmailSettingRow]]:
+    ) -> tuple[int, list[SettingRecord]]:
         """The number of matching objects and the selected window of them, both counted in SQL."""
-        count_stmt = select(func.count()).select_from(EmailSettingRow)
-        rows_stmt = select(EmailSettingRow)
+        count_stmt = select(func.count()).select_from(_SETTINGS)
+        rows_stmt = select(*_SETTING_COLUMNS)
         if where is not None:
             count_stmt = count_stmt.where(where)
             rows_stmt = rows_stmt.where(where)
@@ -70,28 +156,31 @@ class EmailSettingsRepository:
         if total == 0 or offset >= total:
             return total, []
         # `pk` last keeps the order total and stable, so pages never overlap or skip.
-        rows_stmt = rows_stmt.order_by(*order_by, EmailSettingRow.pk).offset(offset).limit(limit)
-        return total, list(self.session.scalars(rows_stmt))
+        rows_stmt = rows_stmt.order_by(*order_by, _SETTINGS.c.pk).offset(offset).limit(limit)
+        return total, [SettingRecord.from_row(row) for row in self.session.execute(rows_stmt)]
 
     def count(self) -> int:
         """How many objects are stored."""
-        return self.session.scalar(select(func.count()).select_from(EmailSettingRow)) or 0
+        return self.session.scalar(select(func.count()).select_from(_SETTINGS)) or 0
 
-    def all(self) -> list[EmailSettingRow]:
+    def all(self) -> list[SettingRecord]:
         """Every object, in creation order."""
-        return list(self.session.scalars(select(EmailSettingRow).order_by(EmailSettingRow.pk)))
+        stmt = select(*_SETTING_COLUMNS).order_by(_SETTINGS.c.pk)
+        return [SettingRecord.from_row(row) for row in self.session.execute(stmt)]
 
     def replace_all(self, rows: Sequence[EmailSettingRow]) -> None:
         """Make `rows` the only objects."""
-        self.session.execute(delete(EmailSettingRow))
-        self.session.add_all(rows)
-        self.session.flush()
+        session = _orm(self.session)
+        session.execute(delete(EmailSettingRow))
+        session.add_all(rows)
+        session.flush()
 
     def add_if_absent(self, row: EmailSettingRow) -> bool:
         """Insert `row` unless its instanceID exists; false when another process won the race."""
+        session = _orm(self.session)
         try:
-            with self.session.begin_nested():
-                self.session.add(row)
+            with session.begin_nested():
+                session.add(row)
         except IntegrityError:
             return False
         return True
@@ -100,12 +189,16 @@ class EmailSettingsRepository:
 class UserRepository:
     """Queries on `users`."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Executor) -> None:
         self.session = session
 
     def get(self, name: str) -> UserRow | None:
-        """The account called `name`."""
-        return self.session.get(UserRow, name)
+        """The account called `name`, as an ORM object to change."""
+        return _orm(self.session).get(UserRow, name)
+
+    def credentials(self, name: str) -> AnyRow | None:
+        """What authentication reads of the account called `name`."""
+        return self.session.execute(_USER_CREDENTIALS, {"name": name}).first()
 
     def all(self) -> list[UserRow]:
         """Every account, by name."""
@@ -113,8 +206,9 @@ class UserRepository:
 
     def add(self, row: UserRow) -> None:
         """Insert an account."""
-        self.session.add(row)
-        self.session.flush()
+        session = _orm(self.session)
+        session.add(row)
+        session.flush()
 
     def delete_except(self, keep: set[str]) -> None:
         """Remove every account whose name is not in `keep`."""
@@ -160,19 +254,20 @@ class UserRepository:
 class SessionRepository:
     """Queries on `sessions` (HSSO tokens)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Executor) -> None:
         self.session = session
 
-    def get(self, token_hash: str) -> SessionRow | None:
-        """The session whose token hashes to `token_hash`."""
-        return self.session.get(SessionRow, token_hash)
+    def get(self, token_hash: str) -> AnyRow | None:
+        """The user and last use of the session whose token hashes to `token_hash`."""
+        return self.session.execute(_SESSION_BY_HASH, {"token_hash": token_hash}).first()
 
     def add(self, token_hash: str, user_name: str, now: float) -> None:
         """Open a session."""
-        self.session.add(
-            SessionRow(token_hash=token_hash, user_name=user_name, created_at=now, last_used_at=now)
+        self.session.execute(
+            insert(_SESSIONS).values(
+                token_hash=token_hash, user_name=user_name, created_at=now, last_used_at=now
+            )
         )
-        self.session.flush()
 
     def touch(self, token_hash: str, now: float) -> None:
         """Mark the session used now."""
@@ -225,14 +320,13 @@ class TestMailRepository:
 class JournalRepository:
     """Queries on `journal`, the bounded record of emulated API calls."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Executor) -> None:
         self.session = session
 
-    def add(self, row: JournalRow, keep: int) -> None:
-        """Record one call and forget all but the newest `keep`."""
-        self.session.add(row)
-        self.session.flush()
-        self.session.execute(delete(JournalRow).where(JournalRow.id <= row.id - keep))
+    def add_all(self, entries: list[dict[str, Any]], keep: int) -> None:
+        """Record calls (column values each, oldest first) and forget all but the newest `keep`."""
+        self.session.execute(_ADD_JOURNAL, entries)
+        self.session.execute(_TRIM_JOURNAL, {"keep": keep})
 
     def newest(
         self,
@@ -263,17 +357,18 @@ class JournalRepository:
 class FaultRepository:
     """Queries on `faults`."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Executor) -> None:
         self.session = session
 
-    def all(self) -> list[FaultRow]:
+    def all(self) -> list[AnyRow]:
         """Every rule, oldest first (the order in which they are matched)."""
-        return list(self.session.scalars(select(FaultRow).order_by(FaultRow.id)))
+        return list(self.session.execute(select(_FAULTS).order_by(_FAULTS.c.id)))
 
     def add(self, row: FaultRow) -> None:
         """Store a rule."""
-        self.session.add(row)
-        self.session.flush()
+        session = _orm(self.session)
+        session.add(row)
+        session.flush()
 
     def delete(self, fault_id: int) -> bool:
         """Remove one rule; false if there was none."""
@@ -296,18 +391,24 @@ class FaultRepository:
 
     def exists(self, fault_id: int) -> bool:
         """Whether the rule is still stored."""
-        return self.session.get(FaultRow, fault_id) is not None
+        stmt = select(_FAULTS.c.id).where(_FAULTS.c.id == fault_id)
+        return self.session.execute(stmt).first() is not None
+
+    def remaining(self, fault_id: int) -> int | None:
+        """How many calls the rule has left (None: unlimited, or the rule is gone)."""
+        stmt = select(_FAULTS.c.remaining).where(_FAULTS.c.id == fault_id)
+        return self.session.scalar(stmt)
 
 
 class ControlRepository:
     """The shared switches row."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Executor) -> None:
         self.session = session
 
-    def get(self) -> ControlRow:
-        """The switches (the migration creates the row)."""
-        row = self.session.get(ControlRow, 1)
+    def get(self) -> AnyRow:
+        """The switches: `generation` and `maintenance` (the migration creates the row)."""
+        row = self.session.execute(_CONTROL_SWITCHES).first()
         assert row is not None, "the control row is created by migration 0003"
         return row
 

@@ -1,8 +1,9 @@
 """Authentication rules: Basic and HSSO tokens, the account lock, and the credentials cache.
 
-Authentication happens in two steps so that the common case writes nothing: `identify` reads
-and decides, `record` applies the few writes a decision needs (a failure count, a new or
-touched session), each in a unit of work the caller owns.
+A call reads what it needs in one unit of database work and decides on the event loop; the few
+writes a decision needs (a failure count, a new or touched session) go in a second unit, so the
+common case writes nothing. A password is verified off the event loop, and only on a miss of
+the verified-credentials cache.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import secrets
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import partial
 
-from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from analytics_mock.db.models import UserRow
-from analytics_mock.db.repositories import SessionRepository, UserRepository
+from analytics_mock.db.engine import Database
+from analytics_mock.db.repositories import AnyRow, Executor, SessionRepository, UserRepository
 from analytics_mock.errors import AuthenticationFailed, PermissionDenied
 from analytics_mock.passwords import burn_verification, verify_password
 
@@ -82,6 +84,47 @@ def parse_permissions(text: str) -> frozenset[str]:
     return frozenset(p for p in text.split(",") if p)
 
 
+@dataclass(frozen=True)
+class BasicCredentials:
+    """A decoded Basic header; `cache_key` is an HMAC of name and password under a process key."""
+
+    name: str
+    password: str = field(repr=False)
+    cache_key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class HssoToken:
+    """An HSSO session token and the digest it is stored under."""
+
+    token: str = field(repr=False)
+    digest: str
+
+
+@dataclass(frozen=True)
+class Unusable:
+    """A header that names no account; the password it carried still costs a verification."""
+
+    password: str | None = field(default=None, repr=False)
+
+
+Credentials = BasicCredentials | HssoToken | Unusable
+
+
+def _basic_facts(
+    session: Executor, name: str, token_hash: str | None
+) -> tuple[AnyRow | None, AnyRow | None]:
+    user = UserRepository(session).credentials(name)
+    row = SessionRepository(session).get(token_hash) if token_hash and user else None
+    return user, row
+
+
+def _hsso_facts(session: Executor, digest: str) -> tuple[AnyRow | None, AnyRow | None]:
+    row = SessionRepository(session).get(digest)
+    user = UserRepository(session).credentials(row.user_name) if row is not None else None
+    return user, row
+
+
 class Authenticator:
     """Decides who a request is; keeps per-process caches that hold no plaintext password."""
 
@@ -97,18 +140,58 @@ class Authenticator:
         self._basic_tokens: OrderedDict[bytes, str] = OrderedDict()
         self._lock = threading.Lock()
 
-    def identify(self, session: Session, authorization: str | None, now: float) -> Decision:
-        """Read what is needed to accept or refuse the `Authorization` header."""
+    async def authenticate(self, db: Database, authorization: str | None, now: float) -> Principal:
+        """The caller of a request with this `Authorization` header; 401 when there is none."""
+        credentials = self.parse(authorization)
+        if isinstance(credentials, BasicCredentials):
+            token = self._reusable(credentials.cache_key)
+            user, row = await db.run(
+                partial(
+                    _basic_facts,
+                    name=credentials.name,
+                    token_hash=token_digest(token) if token else None,
+                )
+            )
+            decision = await self._decide_basic(credentials, user, token, row, now)
+        elif isinstance(credentials, HssoToken):
+            user, row = await db.run(partial(_hsso_facts, digest=credentials.digest))
+            decision = self._decide_hsso(credentials, user, row, now)
+        else:
+            if credentials.password is not None:
+                await run_in_threadpool(burn_verification, credentials.password)
+            decision = Decision()
+        if decision.needs_write:
+            await db.run(partial(self.record, decision=decision, now=now), writes=True)
+        return self.principal_or_raise(decision)
+
+    def parse(self, authorization: str | None) -> Credentials:  # noqa: PLR0911
+        """What the `Authorization` header carries."""
         scheme, _, credentials = (authorization or "").strip().partition(" ")
         credentials = credentials.strip()
-        if scheme.lower() == "basic" and credentials:
-            return self._basic(session, credentials, now)
         if scheme.lower() == "hsso" and credentials:
-            return self._hsso(session, credentials, now)
-        return Decision()
+            return HssoToken(credentials, token_digest(credentials))
+        if scheme.lower() != "basic" or not credentials:
+            return Unusable()
+        try:
+            raw = base64.b64decode(credentials, validate=True)
+        except (binascii.Error, ValueError):
+            return Unusable()
+        name_bytes, colon, password_bytes = raw.partition(b":")
+        if not colon:
+            return Unusable()
+        try:
+            name = name_bytes.decode()
+            password = password_bytes.decode()
+        except UnicodeDecodeError:
+            return Unusable()
+        # No account name holds a control character (PostgreSQL refuses NUL in a query).
+        if not name or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+            return Unusable(password)
+        cache_key = hmac.digest(self._key, name_bytes + b"\0" + password_bytes, "sha256")
+        return BasicCredentials(name, password, cache_key)
 
-    def record(self, session: Session, decision: Decision, now: float) -> None:
-        """Apply the writes that `identify` asked for."""
+    def record(self, session: Executor, decision: Decision, now: float) -> None:
+        """Apply the writes that a decision asked for."""
         users = UserRepository(session)
         sessions = SessionRepository(session)
         if decision.count_failure_for:
@@ -139,83 +222,64 @@ class Authenticator:
     def _counts_failures(self, name: str) -> bool:
         return self.lock_after > 0 and (name != SYSTEM_USER or self.lock_system)
 
-    def _basic(self, session: Session, credentials: str, now: float) -> Decision:  # noqa: PLR0911
-        try:
-            raw = base64.b64decode(credentials, validate=True)
-        except (binascii.Error, ValueError):
-            return Decision()
-        name_bytes, colon, password_bytes = raw.partition(b":")
-        if not colon:
-            return Decision()
-        try:
-            name = name_bytes.decode()
-            password = password_bytes.decode()
-        except UnicodeDecodeError:
-            return Decision()
-        # No account name holds a control character (PostgreSQL refuses NUL in a query).
-        if not name or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
-            burn_verification(password)
-            return Decision()
-        user = UserRepository(session).get(name)
+    async def _decide_basic(
+        self,
+        credentials: BasicCredentials,
+        user: AnyRow | None,
+        token: str | None,
+        row: AnyRow | None,
+        now: float,
+    ) -> Decision:
         if user is None:
-            burn_verification(password)
+            await run_in_threadpool(burn_verification, credentials.password)
             return Decision()
-        cache_key = hmac.digest(self._key, name_bytes + b"\0" + password_bytes, "sha256")
-        if not self._password_ok(cache_key, password, user.password_hash):
+        name = credentials.name
+        if not await self._password_ok(credentials, user.password_hash):
             return Decision(count_failure_for=name if self._counts_failures(name) else None)
         if user.locked:
             return Decision()
         decision = Decision(clear_failures_for=name if user.failed_logins else None)
-        token = self._reusable_token(session, cache_key, now, decision)
-        if token is None:
+        if token is None or row is None or now - row.last_used_at > self.session_timeout:
             token = secrets.token_urlsafe(32)
             decision.new_session = (token_digest(token), name)
             with self._lock:
-                self._basic_tokens[cache_key] = token
+                self._basic_tokens[credentials.cache_key] = token
                 self._trim(self._basic_tokens)
+        elif now - row.last_used_at >= _TOUCH_INTERVAL:
+            decision.touch_session = row.token_hash
         decision.principal = self._principal(user, token)
         return decision
 
-    def _hsso(self, session: Session, token: str, now: float) -> Decision:
-        digest = token_digest(token)
-        row = SessionRepository(session).get(digest)
+    def _decide_hsso(
+        self, credentials: HssoToken, user: AnyRow | None, row: AnyRow | None, now: float
+    ) -> Decision:
         if row is None:
             return Decision()
         if now - row.last_used_at > self.session_timeout:
-            return Decision(expire_session=digest)
-        user = UserRepository(session).get(row.user_name)
+            return Decision(expire_session=credentials.digest)
         if user is None or user.locked:
             return Decision()
-        decision = Decision(principal=self._principal(user, token))
+        decision = Decision(principal=self._principal(user, credentials.token))
         if now - row.last_used_at >= _TOUCH_INTERVAL:
-            decision.touch_session = digest
+            decision.touch_session = credentials.digest
         return decision
 
-    def _reusable_token(
-        self, session: Session, cache_key: bytes, now: float, decision: Decision
-    ) -> str | None:
+    def _reusable(self, cache_key: bytes) -> str | None:
         with self._lock:
-            token = self._basic_tokens.get(cache_key)
-        if token is None:
-            return None
-        row = SessionRepository(session).get(token_digest(token))
-        if row is None or now - row.last_used_at > self.session_timeout:
-            return None
-        if now - row.last_used_at >= _TOUCH_INTERVAL:
-            decision.touch_session = row.token_hash
-        return token
+            return self._basic_tokens.get(cache_key)
 
-    def _password_ok(self, cache_key: bytes, password: str, password_hash: str) -> bool:
+    async def _password_ok(self, credentials: BasicCredentials, password_hash: str) -> bool:
         # A hit counts only while the stored hash is the one verified, so a changed password
         # misses at once; the lock is checked from the database on every request.
+        key = credentials.cache_key
         with self._lock:
-            if self._verified.get(cache_key) == password_hash:
-                self._verified.move_to_end(cache_key)
+            if self._verified.get(key) == password_hash:
+                self._verified.move_to_end(key)
                 return True
-        if not verify_password(password, password_hash):
+        if not await run_in_threadpool(verify_password, credentials.password, password_hash):
             return False
         with self._lock:
-            self._verified[cache_key] = password_hash
+            self._verified[key] = password_hash
             self._trim(self._verified)
         return True
 
@@ -225,5 +289,5 @@ class Authenticator:
             cache.popitem(last=False)
 
     @staticmethod
-    def _principal(user: UserRow, token: str) -> Principal:
+    def _principal(user: AnyRow, token: str) -> Principal:
         return Principal(user.name, parse_permissions(user.permissions), token)

@@ -17,8 +17,10 @@ from sqlalchemy.orm import Session
 from analytics_mock.crypto import SecretBox
 from analytics_mock.db.models import FaultRow
 from analytics_mock.db.repositories import (
+    AnyRow,
     ControlRepository,
     EmailSettingsRepository,
+    Executor,
     FaultRepository,
     JournalRepository,
     SessionRepository,
@@ -63,7 +65,7 @@ def reset(
     ControlRepository(session).bump(maintenance=maintenance)
 
 
-def fault_body(row: FaultRow) -> dict[str, Any]:
+def fault_body(row: FaultRow | AnyRow) -> dict[str, Any]:
     """A stored fault rule as the control API shows it."""
     return {
         "id": row.id,
@@ -84,7 +86,7 @@ def list_faults(session: Session) -> list[dict[str, Any]]:
 
 def maintenance_enabled(session: Session) -> bool:
     """Whether the maintenance switch is on."""
-    return ControlRepository(session).get().maintenance
+    return bool(ControlRepository(session).get().maintenance)
 
 
 def export_state(session: Session) -> dict[str, Any]:
@@ -210,7 +212,7 @@ class ControlCache:
         self._snapshot = ControlSnapshot(-1, False, ())
         self._lock = threading.Lock()
 
-    def current(self, session: Session) -> ControlSnapshot:
+    def current(self, session: Executor) -> ControlSnapshot:
         """The switches now: one primary-key read, plus the rules when they changed."""
         control = ControlRepository(session).get()
         with self._lock:
@@ -235,15 +237,14 @@ class ControlCache:
         return snapshot
 
 
-def take_fault(session: Session, rule: FaultRule) -> bool:
+def take_fault(session: Executor, rule: FaultRule) -> bool:
     """Claim one use of `rule`; a counted rule that is used up is removed for every process."""
     faults = FaultRepository(session)
     if not rule.counted:
         return faults.exists(rule.id)
     if not faults.take(rule.id):
         return False
-    row = session.get(FaultRow, rule.id)
-    if row is not None and row.remaining == 0:
+    if faults.remaining(rule.id) == 0:
         faults.delete(rule.id)
         ControlRepository(session).bump()
     return True

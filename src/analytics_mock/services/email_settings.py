@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,7 +10,12 @@ from sqlalchemy.orm import Session
 
 from analytics_mock.crypto import SecretBox
 from analytics_mock.db.models import EmailSettingRow
-from analytics_mock.db.repositories import EMAIL_SETTING_FIELDS, EmailSettingsRepository
+from analytics_mock.db.repositories import (
+    EMAIL_SETTING_FIELDS,
+    EmailSettingsRepository,
+    Executor,
+    SettingRecord,
+)
 from analytics_mock.errors import InvalidMember, MissingMember, ObjectNotFound
 from analytics_mock.query.filter_parser import Node
 from analytics_mock.query.sql import OrderTerm, compile_filter, compile_order_by
@@ -33,7 +39,7 @@ def default_setting() -> EmailSettingRow:
     )
 
 
-def to_public(row: EmailSettingRow) -> dict[str, Any]:
+def to_public(row: SettingRecord) -> dict[str, Any]:
     """The 7 members every response shows, in the vendor's order."""
     return {
         "instanceID": row.instance_id,
@@ -57,7 +63,7 @@ class ListWindow:
     page: int | None = None  # set together with count as pageSize when page/pageSize were sent
 
 
-def list_settings(session: Session, dialect: str, window: ListWindow) -> dict[str, Any]:
+def list_settings(session: Executor, dialect: str, window: ListWindow) -> dict[str, Any]:
     """The Collections envelope for `window`; filtering, ordering and paging run in SQL."""
     where = compile_filter(window.where, EMAIL_SETTING_FIELDS, dialect) if window.where else None
     order = compile_order_by(list(window.order_by), EMAIL_SETTING_FIELDS, dialect)
@@ -89,9 +95,10 @@ def new_password(patch: EmailSettingUpdate) -> bytes | None:
     return decoded
 
 
-def merged_view(row: EmailSettingRow, patch: EmailSettingUpdate) -> EmailSettingRow:
-    """A detached copy of `row` with the patch's non-null members applied, checked across fields."""
-    merged = EmailSettingRow(
+def merged_view(row: SettingRecord, patch: EmailSettingUpdate) -> SettingRecord:
+    """`row` with the patch's non-null members applied, checked across fields."""
+    merged = SettingRecord(
+        pk=row.pk,
         instance_id=row.instance_id,
         hostname=patch.hostname if patch.hostname is not None else row.hostname,
         port_number=patch.portNumber if patch.portNumber is not None else row.port_number,
@@ -105,9 +112,9 @@ def merged_view(row: EmailSettingRow, patch: EmailSettingUpdate) -> EmailSetting
         ),
         user_id=patch.userId if patch.userId is not None else row.user_id,
         password_encrypted=row.password_encrypted,
-        sender_address=patch.senderAddress
-        if patch.senderAddress is not None
-        else row.sender_address,
+        sender_address=(
+            patch.senderAddress if patch.senderAddress is not None else row.sender_address
+        ),
     )
     if merged.authentication_enabled and merged.user_id is None:
         raise MissingMember('The member "userId" is required when authenticationEnabled is true.')
@@ -115,7 +122,7 @@ def merged_view(row: EmailSettingRow, patch: EmailSettingUpdate) -> EmailSetting
 
 
 def update_setting(
-    session: Session, box: SecretBox, instance_id: str, patch: EmailSettingUpdate
+    session: Executor, box: SecretBox, instance_id: str, patch: EmailSettingUpdate
 ) -> dict[str, Any]:
     """Apply a partial update to one object and return it as the response shows it."""
     repo = EmailSettingsRepository(session)
@@ -126,16 +133,11 @@ def update_setting(
     # Everything is checked before anything is written, so a refusal leaves the row untouched.
     merged = merged_view(row, patch)
     password = new_password(patch)
-    row.hostname = merged.hostname
-    row.port_number = merged.port_number
-    row.secure_connection = merged.secure_connection
-    row.authentication_enabled = merged.authentication_enabled
-    row.user_id = merged.user_id
-    row.sender_address = merged.sender_address
     if password is not None:
-        row.password_encrypted = box.encrypt(password)
-    session.flush()
-    return to_public(row)
+        merged = dataclasses.replace(merged, password_encrypted=box.encrypt(password))
+    if merged != row:
+        repo.save(merged)
+    return to_public(merged)
 
 
 def ensure_default_setting(session: Session) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from analytics_mock.db.models import JournalRow
-from analytics_mock.db.repositories import JournalRepository
+from analytics_mock.db.repositories import Executor, JournalRepository
 from analytics_mock.services.test_mail import vendor_time
 
 REDACTED = "***"
@@ -90,21 +90,28 @@ class Call:
     duration_ms: float
 
 
-def record_call(session: Session, call: Call, keep: int) -> None:
-    """Journal `call`, keeping only the newest `keep` calls."""
-    JournalRepository(session).add(
-        JournalRow(
-            created_at=call.started,
-            method=call.method,
-            path=call.path,
-            query=call.query,
-            headers=json.dumps(call.headers),
-            body=call.body,
-            status=call.status,
-            duration_ms=call.duration_ms,
-        ),
-        keep,
-    )
+def journal_entry(call: Call) -> dict[str, Any]:
+    """The journal row's column values for `call`."""
+    return {
+        "created_at": call.started,
+        "method": call.method,
+        "path": call.path,
+        "query": call.query,
+        "headers": json.dumps(call.headers),
+        "body": call.body,
+        "status": call.status,
+        "duration_ms": call.duration_ms,
+    }
+
+
+@cache
+def journal_writer(keep: int) -> Callable[[Executor, list[dict[str, Any]]], None]:
+    """Writes a group of journal entries, keeping the newest `keep` (one function per `keep`)."""
+
+    def write(session: Executor, entries: list[dict[str, Any]]) -> None:
+        JournalRepository(session).add_all(entries, keep)
+
+    return write
 
 
 def journal_body(row: JournalRow) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from pydantic import (
 from analytics_mock.config_files import ConfigFileError, load_config_file
 from analytics_mock.crypto import SecretBox
 from analytics_mock.db.models import EmailSettingRow
+from analytics_mock.db.repositories import SettingRecord
 from analytics_mock.schemas.email_settings import (
     BooleanIn,
     HostnameIn,
@@ -96,7 +97,7 @@ class SeedSetting(BaseModel):
         )
 
     @classmethod
-    def from_row(cls, row: EmailSettingRow) -> dict[str, Any]:
+    def from_row(cls, row: SettingRecord) -> dict[str, Any]:
         """The exported form of a stored object: the password only as its ciphertext."""
         encrypted = row.password_encrypted.decode() if row.password_encrypted else None
         return {**to_public(row), "passwordEncrypted": encrypted}

@@ -15,8 +15,12 @@ from typing import Any, Literal
 from sqlalchemy.orm import Session
 
 from analytics_mock.crypto import SecretBox
-from analytics_mock.db.models import EmailSettingRow, TestMailRow
-from analytics_mock.db.repositories import EmailSettingsRepository, TestMailRepository
+from analytics_mock.db.models import TestMailRow
+from analytics_mock.db.repositories import (
+    EmailSettingsRepository,
+    SettingRecord,
+    TestMailRepository,
+)
 from analytics_mock.errors import ObjectNotFound
 from analytics_mock.mail import (
     DeliveryOptions,
@@ -32,7 +36,7 @@ from analytics_mock.services.email_settings import merged_view, new_password, to
 Mode = Literal["smtp", "capture"]
 
 
-def _stored_row(session: Session) -> EmailSettingRow:
+def _stored_row(session: Session) -> SettingRecord:
     row = EmailSettingsRepository(session).first()
     if row is None:
         raise ObjectNotFound("No email server settings are stored.")
@@ -59,7 +63,7 @@ def action_body(href: str, setting: dict[str, Any]) -> dict[str, Any]:
 class MailPlan:
     """Everything one attempt needs, decided inside a database scope and used outside it."""
 
-    setting: EmailSettingRow
+    setting: SettingRecord
     recipients: tuple[str, ...]
     password: bytes | None = field(repr=False)
 

@@ -1,0 +1,235 @@
+"""Runs the hot path's database work off the event loop, many requests to one transaction.
+
+Each emulated call needs a few small units of database work (the test controls, the caller's
+account, the handler, the journal entry). Giving each its own ORM session in the thread pool
+cost more than the work itself, and every write its own fsync. Here, dedicated threads with
+long-lived connections take whatever units are queued, run them in one transaction (each write
+unit in a savepoint of its own, so a refused unit leaves no trace), apply the grouped writes
+(journal entries) in one statement, and commit once. A caller's await returns only after that
+commit: an acknowledged write is on disk in the database's own sense, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from analytics_mock.db.watchdog import Guard, Watchdog
+
+logger = logging.getLogger("analytics_mock.db")
+
+T = TypeVar("T")
+V = TypeVar("V")
+Unit = Callable[[Connection], T]
+# Applies every value queued for it in one batch; runs after the batch's units.
+Group = Callable[[Connection, list[Any]], None]
+
+# Bounds one batch, so a burst does not hold the write lock longer than a few milliseconds.
+_MAX_BATCH = 256
+
+
+class RunnerClosedError(RuntimeError):
+    """Work was submitted to a runner that has been closed."""
+
+
+@dataclass(eq=False)
+class _Item:
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    unit: Unit[Any] | None = None
+    writes: bool = False
+    group: Group | None = None
+    value: Any = None
+    result: Any = None
+    error: BaseException | None = field(default=None)
+
+
+def _settle(items: list[_Item]) -> None:
+    for item in items:
+        if item.future.done():  # the caller went away (a cancelled request)
+            continue
+        if item.error is not None:
+            item.future.set_exception(item.error)
+        else:
+            item.future.set_result(item.result)
+
+
+def _invalidated(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+class UnitRunner:
+    """Threads that each hold one connection and run queued units in shared transactions."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        threads: int,
+        units_per_batch: int,
+        write_lock: threading.Lock | None,
+        watchdog: Watchdog | None = None,
+        deadline: float = 0.0,
+    ) -> None:
+        # On SQLite the runner's transactions begin IMMEDIATE: they all write (the journal).
+        self._engine = engine.execution_options(sqlite_write=True)
+        self._threads_wanted = threads
+        self._units_per_batch = units_per_batch
+        self._write_lock = write_lock
+        self._watchdog = watchdog
+        self._deadline = deadline
+        # A failed read aborts a PostgreSQL transaction, so there every unit gets a savepoint.
+        self._savepoint_reads = engine.dialect.name != "sqlite"
+        self._queue: deque[_Item] = deque()
+        self._cond = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        self.available = True
+
+    async def run(self, unit: Unit[T], *, writes: bool = False) -> T:
+        """Run `unit` with a connection inside a transaction; returns once it has committed."""
+        loop = asyncio.get_running_loop()
+        item = _Item(loop, loop.create_future(), unit=unit, writes=writes)
+        self._submit(item)
+        result: T = await item.future
+        return result
+
+    async def run_grouped(self, group: Group, value: object) -> None:
+        """Queue `value` for `group`, which gets every value queued with it in the same batch."""
+        loop = asyncio.get_running_loop()
+        item = _Item(loop, loop.create_future(), group=group, value=value)
+        self._submit(item)
+        await item.future
+
+    def close(self) -> None:
+        """Finish the queued work, stop the threads and close their connections."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def _submit(self, item: _Item) -> None:
+        with self._cond:
+            if self._closed:
+                raise RunnerClosedError("the database runner is closed")
+            self._queue.append(item)
+            if len(self._threads) < self._threads_wanted:
+                self._start_thread()
+            self._cond.notify()
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(
+            target=self._work, name=f"analytics-mock-db-{len(self._threads)}", daemon=True
+        )
+        self._threads.append(thread)
+        thread.start()
+
+    def _take(self) -> list[_Item]:
+        items: list[_Item] = []
+        units = 0
+        while self._queue and len(items) < _MAX_BATCH:
+            if self._queue[0].unit is not None:
+                if units == self._units_per_batch:
+                    break
+                units += 1
+            items.append(self._queue.popleft())
+        return items
+
+    def _work(self) -> None:
+        connection: Connection | None = None
+        try:
+            while True:
+                with self._cond:
+                    while not self._queue and not self._closed:
+                        self._cond.wait()
+                    if not self._queue:
+                        return
+                    items = self._take()
+                connection = self._execute(connection, items)
+                by_loop: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
+                for item in items:
+                    by_loop.setdefault(item.loop, []).append(item)
+                for loop, settled in by_loop.items():
+                    # A closed event loop raises: nobody is waiting there any more.
+                    with contextlib.suppress(RuntimeError):
+                        loop.call_soon_threadsafe(_settle, settled)
+        finally:
+            if connection is not None:
+                connection.close()
+
+    def _execute(self, connection: Connection | None, items: list[_Item]) -> Connection | None:
+        """Run one batch, retrying once on a fresh connection if a stale one failed early."""
+        for attempt in (1, 2):
+            committing = False
+            guard: Guard | None = None
+            try:
+                if connection is None:
+                    connection = self._engine.connect()
+                with contextlib.ExitStack() as stack:
+                    if self._write_lock is not None:
+                        stack.enter_context(self._write_lock)
+                    if self._watchdog is not None:
+                        dbapi_connection = connection.connection.dbapi_connection
+                        guard = stack.enter_context(
+                            self._watchdog.guard(dbapi_connection, self._deadline)
+                        )
+                    with connection.begin():
+                        self._apply(connection, items)
+                        committing = True
+                self.available = True
+                return connection
+            except Exception as exc:
+                stale = connection is not None and (connection.invalidated or _invalidated(exc))
+                if stale and connection is not None:
+                    connection.close()
+                    connection = None
+                # Before the commit nothing took effect, so the batch can run again as it was;
+                # not after a deadline, which is spent.
+                overran = guard is not None and guard.fired
+                if stale or overran:
+                    self.available = False
+                if stale and attempt == 1 and not committing and not overran:
+                    logger.info("database connection lost; retrying the batch on a new one")
+                    continue
+                for item in items:
+                    item.result, item.error = None, exc
+                return connection
+        return connection
+
+    def _apply(self, connection: Connection, items: list[_Item]) -> None:
+        groups: dict[Group, list[_Item]] = {}
+        for item in items:
+            item.result, item.error = None, None
+            if item.unit is None:
+                assert item.group is not None
+                groups.setdefault(item.group, []).append(item)
+                continue
+            try:
+                if item.writes or self._savepoint_reads:
+                    with connection.begin_nested():
+                        item.result = item.unit(connection)
+                else:
+                    item.result = item.unit(connection)
+            except Exception as exc:
+                if connection.invalidated:
+                    raise
+                item.error = exc
+        for group, members in groups.items():
+            try:
+                with connection.begin_nested():
+                    group(connection, [member.value for member in members])
+            except Exception as exc:
+                if connection.invalidated:
+                    raise
+                for member in members:
+                    member.error = exc
