@@ -231,14 +231,6 @@ def test_database_down_answers_500_and_recovers(
 
 @pytest.mark.postgres
 @skip_without_postgres
-@pytest.mark.xfail(
-    strict=True,
-    raises=NoAnswerInTime,
-    reason="src bug: a pooled PostgreSQL connection whose server stops answering while TCP "
-    "still acknowledges (hung server or proxy) is waited on forever: the pre-ping and the "
-    "queries have no client-side deadline; connect_timeout, keepalives and tcp_user_timeout "
-    "(db/engine.py) only end connections whose peer stops acknowledging",
-)
 def test_stalled_database_answers_in_time_and_recovers(
     proxied_server: tuple[ServerProcess, TcpProxy],
 ) -> None:

@@ -70,7 +70,8 @@ class ControlsMiddleware:
         scope.setdefault("state", {})
         call = _CallRecorder(self.runtime, scope, receive, send)
         try:
-            snapshot = await self.runtime.db.run(self.runtime.controls.current)
+            # Every call reads the switches; calls that arrive together share one read.
+            snapshot = await self.runtime.db.run_shared("controls", self.runtime.controls.current)
         except Exception:
             # The database is gone: answer here, in the envelope, and keep the connection
             # (Starlette's last-resort handler would re-raise and uvicorn drop it).
@@ -99,10 +100,12 @@ class ControlsMiddleware:
             if not call.journalled:
                 await call.journal(status=500)
             raise
+        if not call.journalled:
+            await call.journal(status=0)  # no answer: the client left first
 
     async def _claimed(self, rule: FaultRule) -> bool:
         try:
-            return await self.runtime.db.run(partial(take_fault, rule=rule), writes=True)
+            return await self.runtime.db.run(partial(take_fault, rule=rule), savepoint=True)
         except Exception:
             logger.exception("cannot claim fault rule %d", rule.id)
             return False

@@ -144,4 +144,4 @@ async def update_email_setting(id: str, request: Request, _admin: AdminDep) -> J
     runtime = runtime_of(request)
     patch = validate_body(EmailSettingUpdate, await read_json(request), what="EmailSetting")
     update = partial(service.update_setting, box=runtime.box, instance_id=id, patch=patch)
-    return JSONResponse(await runtime.db.run(update, writes=True))
+    return JSONResponse(await runtime.db.run(update))

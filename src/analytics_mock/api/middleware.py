@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from starlette.datastructures import MutableHeaders
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from analytics_mock.api.errors import COMMON_HEADERS, error_response
@@ -49,6 +50,9 @@ class VendorHttpMiddleware:
 
         try:
             await self.app(scope, self._limited(receive), tracking_send)
+        except ClientDisconnect:
+            # Nobody is left to answer; a client closing mid-request is no server error.
+            logger.info("client left before its request was read: %s", scope["method"])
         except Exception:
             if started:
                 raise

@@ -115,9 +115,13 @@ class Database:
         """False from a failed connection or an overrun deadline until the next commit."""
         return self.runner.available
 
-    async def run(self, unit: Unit[T], *, writes: bool = False) -> T:
+    async def run(self, unit: Unit[T], *, savepoint: bool = False) -> T:
         """Run one unit of work on the runner; returns after its transaction committed."""
-        return await self.runner.run(unit, writes=writes)
+        return await self.runner.run(unit, savepoint=savepoint)
+
+    async def run_shared(self, key: object, unit: Unit[T]) -> T:
+        """Run a read-only unit, sharing one run among concurrent callers of the same `key`."""
+        return await self.runner.run_shared(key, unit)
 
     async def run_grouped(self, group: Group, value: object) -> None:
         """Queue a value for a grouped write (see `UnitRunner.run_grouped`)."""

@@ -3,10 +3,10 @@
 Each emulated call needs a few small units of database work (the test controls, the caller's
 account, the handler, the journal entry). Giving each its own ORM session in the thread pool
 cost more than the work itself, and every write its own fsync. Here, dedicated threads with
-long-lived connections take whatever units are queued, run them in one transaction (each write
-unit in a savepoint of its own, so a refused unit leaves no trace), apply the grouped writes
-(journal entries) in one statement, and commit once. A caller's await returns only after that
-commit: an acknowledged write is on disk in the database's own sense, as before.
+long-lived connections take whatever units are queued and run them in one transaction (a unit
+that writes several statements in a savepoint of its own, so a failed unit leaves no trace),
+apply the grouped writes (journal entries) in one statement, and commit once. A caller's await
+returns only after that commit: an acknowledged write is on disk in the database's own sense.
 """
 
 from __future__ import annotations
@@ -46,9 +46,10 @@ class _Item:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
     unit: Unit[Any] | None = None
-    writes: bool = False
+    savepoint: bool = False
     group: Group | None = None
     value: Any = None
+    shared_key: object = None
     result: Any = None
     error: BaseException | None = field(default=None)
 
@@ -94,13 +95,36 @@ class UnitRunner:
         self._threads: list[threading.Thread] = []
         self._closed = False
         self.available = True
+        # Shared reads still queued, by key and event loop: a caller that finds one joins it.
+        self._shared: dict[tuple[object, asyncio.AbstractEventLoop], _Item] = {}
 
-    async def run(self, unit: Unit[T], *, writes: bool = False) -> T:
-        """Run `unit` with a connection inside a transaction; returns once it has committed."""
+    async def run(self, unit: Unit[T], *, savepoint: bool = False) -> T:
+        """Run `unit` with a connection inside a transaction; returns once it has committed.
+
+        A unit that fails leaves no trace as long as it raises before it writes, or writes with
+        one statement (atomic by itself); one that writes more must ask for a `savepoint`.
+        """
         loop = asyncio.get_running_loop()
-        item = _Item(loop, loop.create_future(), unit=unit, writes=writes)
+        item = _Item(loop, loop.create_future(), unit=unit, savepoint=savepoint)
         self._submit(item)
         result: T = await item.future
+        return result
+
+    async def run_shared(self, key: object, unit: Unit[T]) -> T:
+        """Run a read-only `unit`, or join a queued run of the same `key` that has not started.
+
+        A run that has not started yet reads after every caller that joins it arrived, so each
+        of them still sees every write that committed before its call.
+        """
+        loop = asyncio.get_running_loop()
+        with self._cond:
+            item = self._shared.get((key, loop))
+            if item is None:
+                item = _Item(loop, loop.create_future(), unit=unit, shared_key=key)
+                self._submit_locked(item)
+                self._shared[(key, loop)] = item
+        # Shielded: one caller's cancellation must not cancel the others' result.
+        result: T = await asyncio.shield(item.future)
         return result
 
     async def run_grouped(self, group: Group, value: object) -> None:
@@ -120,12 +144,15 @@ class UnitRunner:
 
     def _submit(self, item: _Item) -> None:
         with self._cond:
-            if self._closed:
-                raise RunnerClosedError("the database runner is closed")
-            self._queue.append(item)
-            if len(self._threads) < self._threads_wanted:
-                self._start_thread()
-            self._cond.notify()
+            self._submit_locked(item)
+
+    def _submit_locked(self, item: _Item) -> None:
+        if self._closed:
+            raise RunnerClosedError("the database runner is closed")
+        self._queue.append(item)
+        if len(self._threads) < self._threads_wanted:
+            self._start_thread()
+        self._cond.notify()
 
     def _start_thread(self) -> None:
         thread = threading.Thread(
@@ -142,7 +169,10 @@ class UnitRunner:
                 if units == self._units_per_batch:
                     break
                 units += 1
-            items.append(self._queue.popleft())
+            item = self._queue.popleft()
+            if item.shared_key is not None:
+                del self._shared[(item.shared_key, item.loop)]
+            items.append(item)
         return items
 
     def _work(self) -> None:
@@ -215,7 +245,7 @@ class UnitRunner:
                 groups.setdefault(item.group, []).append(item)
                 continue
             try:
-                if item.writes or self._savepoint_reads:
+                if item.savepoint or self._savepoint_reads:
                     with connection.begin_nested():
                         item.result = item.unit(connection)
                 else:

@@ -161,7 +161,7 @@ class Authenticator:
                 await run_in_threadpool(burn_verification, credentials.password)
             decision = Decision()
         if decision.needs_write:
-            await db.run(partial(self.record, decision=decision, now=now), writes=True)
+            await db.run(partial(self.record, decision=decision, now=now), savepoint=True)
         return self.principal_or_raise(decision)
 
     def parse(self, authorization: str | None) -> Credentials:  # noqa: PLR0911

@@ -130,7 +130,8 @@ def update_setting(
     row = None if "\x00" in instance_id else repo.get(instance_id, for_update=True)
     if row is None:
         raise ObjectNotFound(f'The object "{instance_id}" was not found.')
-    # Everything is checked before anything is written, so a refusal leaves the row untouched.
+    # Everything is checked before the one write, so a refusal leaves the row untouched and the
+    # unit needs no savepoint of its own.
     merged = merged_view(row, patch)
     password = new_password(patch)
     if password is not None:

@@ -1,0 +1,162 @@
+"""The unit runner: batches share a transaction, failures stay with their unit, commits are real."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, event, insert, select, text
+from sqlalchemy.exc import IntegrityError
+
+from analytics_mock.db.engine import Database, create_database_engine
+from analytics_mock.db.migrate import upgrade_to_head
+from analytics_mock.db.models import UserRow
+from analytics_mock.db.runner import RunnerClosedError
+from analytics_mock.errors import ObjectNotFound
+from analytics_mock.settings import Settings
+
+pytestmark = pytest.mark.anyio
+USERS = UserRow.__table__
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    engine = create_database_engine(Settings(database_url=database_url))
+    upgrade_to_head(engine)
+    database = Database(engine)
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+def add_user(name: str) -> Any:
+    def unit(connection: Connection) -> None:
+        connection.execute(insert(USERS).values(name=name, password_hash="x", permissions="Admin"))
+
+    return unit
+
+
+def names(db: Database) -> set[str]:
+    with db.session() as session:
+        return set(session.scalars(select(UserRow.name)))
+
+
+async def test_concurrent_units_share_one_commit(db: Database) -> None:
+    commits: list[int] = []
+    event.listen(db.engine, "commit", lambda _conn: commits.append(1))
+    # Queued while the runner's one connection is busy, the next 20 go into one batch.
+    gate = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def block(_connection: Connection) -> None:
+        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(timeout=5)
+
+    first = asyncio.ensure_future(db.run(block))
+    await asyncio.sleep(0.05)
+    rest = [asyncio.ensure_future(db.run(add_user(f"u{i}"))) for i in range(20)]
+    await asyncio.sleep(0.05)
+    gate.set()
+    await asyncio.gather(first, *rest)
+    runner_commits = len(commits)
+    assert {f"u{i}" for i in range(20)} <= names(db)
+    if db.dialect == "sqlite":
+        assert runner_commits == 2  # one for the blocker, one for the twenty
+    else:
+        assert runner_commits == 21  # PostgreSQL: one unit per transaction, in parallel
+
+
+async def test_a_failed_unit_fails_alone(db: Database) -> None:
+    def refuse(_connection: Connection) -> None:
+        raise ObjectNotFound("no such object")
+
+    def write_then_fail(connection: Connection) -> None:
+        add_user("half")(connection)
+        add_user("half")(connection)  # a duplicate key: the first insert must go too
+
+    results = await asyncio.gather(
+        db.run(add_user("before")),
+        db.run(refuse),
+        db.run(write_then_fail, savepoint=True),
+        db.run(add_user("after")),
+        return_exceptions=True,
+    )
+    assert results[0] is None and results[3] is None
+    assert isinstance(results[1], ObjectNotFound)
+    assert isinstance(results[2], IntegrityError)
+    assert {"before", "after"} <= names(db)
+    assert "half" not in names(db)
+
+
+async def test_grouped_values_arrive_together(db: Database) -> None:
+    seen: list[list[Any]] = []
+
+    def group(connection: Connection, values: list[Any]) -> None:
+        seen.append(values)
+        for value in values:
+            add_user(value)(connection)
+
+    await asyncio.gather(*(db.run_grouped(group, f"g{i}") for i in range(5)))
+    assert sorted(v for batch in seen for v in batch) == [f"g{i}" for i in range(5)]
+    assert {f"g{i}" for i in range(5)} <= names(db)
+
+
+async def test_a_failed_group_does_not_undo_the_units(db: Database) -> None:
+    def broken(_connection: Connection, _values: list[Any]) -> None:
+        raise RuntimeError("journal table gone")
+
+    results = await asyncio.gather(
+        db.run(add_user("kept")), db.run_grouped(broken, 1), return_exceptions=True
+    )
+    assert results[0] is None
+    assert isinstance(results[1], RuntimeError)
+    assert "kept" in names(db)
+
+
+async def test_a_cancelled_caller_does_not_stop_the_runner(db: Database) -> None:
+    def slow(connection: Connection) -> None:
+        connection.execute(text("SELECT 1"))
+
+    task = asyncio.ensure_future(db.run(slow))
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await db.run(add_user("later"))
+    assert "later" in names(db)
+
+
+async def test_closed_runner_refuses_work(db: Database) -> None:
+    db.runner.close()
+    with pytest.raises(RunnerClosedError):
+        await db.run(add_user("late"))
+
+
+async def test_shared_reads_run_once_for_callers_that_arrive_before_it_starts(
+    db: Database,
+) -> None:
+    gate = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    runs: list[int] = []
+
+    def block(_connection: Connection) -> None:
+        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(timeout=5)
+
+    def read(connection: Connection) -> int:
+        runs.append(1)
+        return len(list(connection.execute(select(USERS.c.name))))
+
+    blocker = asyncio.ensure_future(db.run(block))
+    await asyncio.sleep(0.05)
+    readers = [asyncio.ensure_future(db.run_shared("users", read)) for _ in range(10)]
+    readers[0].cancel()  # one caller leaving does not cancel the others
+    await asyncio.sleep(0.05)
+    gate.set()
+    await blocker
+    results = await asyncio.gather(*readers[1:])
+    assert len(runs) == 1 and len(set(results)) == 1
+    # A write acknowledged before the next call is seen by it: a new run, not the old result.
+    await db.run(add_user("new"))
+    assert await db.run_shared("users", read) == results[0] + 1
+    assert len(runs) == 2

@@ -1,0 +1,89 @@
+"""The watchdog ends a blocked socket read at its deadline, and only then."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from analytics_mock.db.watchdog import Watchdog
+
+
+class FakeConnection:
+    """A driver connection as far as the watchdog cares: it has a socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+
+def test_a_blocked_read_ends_at_the_deadline() -> None:
+    watchdog = Watchdog()
+    ours, theirs = socket.socketpair()
+    try:
+        started = time.monotonic()
+        with watchdog.guard(FakeConnection(ours), 0.3) as guard:
+            data = ours.recv(16)  # the peer never writes: only the watchdog can end this
+        elapsed = time.monotonic() - started
+        assert data == b""
+        assert guard is not None and guard.fired
+        assert 0.25 <= elapsed < 5
+    finally:
+        watchdog.close()
+        ours.close()
+        theirs.close()
+
+
+def test_work_that_finishes_in_time_is_left_alone() -> None:
+    watchdog = Watchdog()
+    ours, theirs = socket.socketpair()
+    try:
+        with watchdog.guard(FakeConnection(ours), 0.2) as guard:
+            theirs.sendall(b"ok")
+            assert ours.recv(16) == b"ok"
+        time.sleep(0.4)  # past the deadline, after the block
+        theirs.sendall(b"still")
+        assert ours.recv(16) == b"still"
+        assert guard is not None and not guard.fired
+        assert watchdog.fired == 0
+    finally:
+        watchdog.close()
+        ours.close()
+        theirs.close()
+
+
+def test_a_connection_without_a_socket_is_not_watched() -> None:
+    watchdog = Watchdog()
+    with watchdog.guard(object(), 0.01) as guard:
+        assert guard is None
+    watchdog.close()
+
+
+def test_many_guards_fire_in_deadline_order() -> None:
+    watchdog = Watchdog()
+    pairs = [socket.socketpair() for _ in range(3)]
+    ended: list[int] = []
+    lock = threading.Lock()
+
+    def wait(index: int, seconds: float) -> None:
+        ours = pairs[index][0]
+        with watchdog.guard(FakeConnection(ours), seconds):
+            ours.recv(16)
+        with lock:
+            ended.append(index)
+
+    threads = [threading.Thread(target=wait, args=(i, s)) for i, s in enumerate((0.6, 0.2, 0.4))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=5)
+        assert ended == [1, 2, 0]
+        assert watchdog.fired == 3
+    finally:
+        watchdog.close()
+        for a, b in pairs:
+            a.close()
+            b.close()
