@@ -37,10 +37,6 @@ Group = Callable[[Connection, list[Any]], None]
 _MAX_BATCH = 256
 
 
-class RunnerClosedError(RuntimeError):
-    """Work was submitted to a runner that has been closed."""
-
-
 @dataclass(eq=False)
 class _Item:
     loop: asyncio.AbstractEventLoop
@@ -93,7 +89,7 @@ class UnitRunner:
         self._queue: deque[_Item] = deque()
         self._cond = threading.Condition()
         self._threads: list[threading.Thread] = []
-        self._closed = False
+        self._closing = False
         self.available = True
         # Shared reads still queued, by key and event loop: a caller that finds one joins it.
         self._shared: dict[tuple[object, asyncio.AbstractEventLoop], _Item] = {}
@@ -135,20 +131,24 @@ class UnitRunner:
         await item.future
 
     def close(self) -> None:
-        """Finish the queued work, stop the threads and close their connections."""
+        """Finish the queued work, stop the threads and close their connections.
+
+        Like `Engine.dispose`, it ends nothing for good: later work starts new threads.
+        """
         with self._cond:
-            self._closed = True
+            self._closing = True
+            threads, self._threads = self._threads, []
             self._cond.notify_all()
-        for thread in self._threads:
+        for thread in threads:
             thread.join(timeout=30)
+        with self._cond:
+            self._closing = False
 
     def _submit(self, item: _Item) -> None:
         with self._cond:
             self._submit_locked(item)
 
     def _submit_locked(self, item: _Item) -> None:
-        if self._closed:
-            raise RunnerClosedError("the database runner is closed")
         self._queue.append(item)
         if len(self._threads) < self._threads_wanted:
             self._start_thread()
@@ -180,7 +180,7 @@ class UnitRunner:
         try:
             while True:
                 with self._cond:
-                    while not self._queue and not self._closed:
+                    while not self._queue and not self._closing:
                         self._cond.wait()
                     if not self._queue:
                         return

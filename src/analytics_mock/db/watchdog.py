@@ -92,12 +92,17 @@ class Watchdog:
                 entry.active = False
 
     def close(self) -> None:
-        """Stop the thread."""
+        """Stop the thread; a later guard starts a new one."""
         with self._lock:
             self._closed = True
+            thread, self._thread = self._thread, None
             self._lock.notify()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if thread is not None:
+            thread.join(timeout=5)
+        with self._lock:
+            self._closed = False
+            if any(entry.active for entry in self._heap):
+                self._start()
 
     def _start(self) -> None:
         if self._thread is None and not self._closed:
@@ -107,8 +112,9 @@ class Watchdog:
             self._thread.start()
 
     def _watch(self) -> None:
+        me = threading.current_thread()
         with self._lock:
-            while not self._closed:
+            while not self._closed and self._thread is me:
                 while self._heap and not self._heap[0].active:
                     heapq.heappop(self._heap)
                 if not self._heap:
