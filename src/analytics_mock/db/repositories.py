@@ -35,6 +35,7 @@ from analytics_mock.db.models import (
     TestMailRow,
     UserRow,
 )
+from analytics_mock.db.prepared import Prepared
 from analytics_mock.query.sql import Field
 
 # The 7 response attributes that `$query` and `$order-by` may name, mapped onto columns.
@@ -82,37 +83,55 @@ class SettingRecord:
     sender_address: str
 
     @classmethod
-    def from_row(cls, row: AnyRow) -> SettingRecord:
-        """The record of a row selected with all the table's columns."""
-        return cls(*row)
+    def from_row(cls, row: Any) -> SettingRecord:
+        """The record of a row selected with all the table's columns, in their order."""
+        pk, instance_id, hostname, port, secure, auth, user_id, password, sender = row
+        # bool(): a prepared statement on SQLite hands back 0 or 1.
+        return cls(pk, instance_id, hostname, port, secure, bool(auth), user_id, password, sender)
 
 
 _SETTING_COLUMNS = tuple(getattr(_SETTINGS.c, name) for name in SettingRecord.__slots__)
 
-# The hot path's statements, built once: SQLAlchemy then finds their compiled form in its cache
-# without building the statement and its cache key again on every call.
+# The hot path's statements, built and compiled once (see prepared.py).
 _SETTING_BY_ID = select(*_SETTING_COLUMNS).where(_SETTINGS.c.instance_id == bindparam("id"))
-_SETTING_BY_ID_FOR_UPDATE = _SETTING_BY_ID.with_for_update()
-_SAVE_SETTING = (
+_GET_SETTING = Prepared(_SETTING_BY_ID)
+_GET_SETTING_FOR_UPDATE = Prepared(_SETTING_BY_ID.with_for_update())
+_SAVE_SETTING = Prepared(
     update(_SETTINGS)
     .where(_SETTINGS.c.pk == bindparam("record_pk"))
     .values({name: bindparam(f"new_{name}") for name in SettingRecord.__slots__[2:]})
 )
-_USER_CREDENTIALS = select(
-    _USERS.c.name,
-    _USERS.c.password_hash,
-    _USERS.c.permissions,
-    _USERS.c.failed_logins,
-    _USERS.c.locked,
-).where(_USERS.c.name == bindparam("name"))
-_SESSION_BY_HASH = select(
-    _SESSIONS.c.token_hash, _SESSIONS.c.user_name, _SESSIONS.c.last_used_at
-).where(_SESSIONS.c.token_hash == bindparam("token_hash"))
-_ADD_JOURNAL = insert(_JOURNAL)
-_TRIM_JOURNAL = delete(_JOURNAL).where(
-    _JOURNAL.c.id <= select(func.max(_JOURNAL.c.id)).scalar_subquery() - bindparam("keep")
+_COUNT_SETTINGS = Prepared(select(func.count()).select_from(_SETTINGS))
+_PAGE_OF_SETTINGS = Prepared(
+    select(*_SETTING_COLUMNS)
+    .order_by(_SETTINGS.c.pk)
+    .offset(bindparam("offset"))
+    .limit(bindparam("limit"))
 )
-_CONTROL_SWITCHES = select(_CONTROL.c.generation, _CONTROL.c.maintenance).where(_CONTROL.c.id == 1)
+_USER_CREDENTIALS = Prepared(
+    select(
+        _USERS.c.name,
+        _USERS.c.password_hash,
+        _USERS.c.permissions,
+        _USERS.c.failed_logins,
+        _USERS.c.locked,
+    ).where(_USERS.c.name == bindparam("name"))
+)
+_SESSION_BY_HASH = Prepared(
+    select(_SESSIONS.c.token_hash, _SESSIONS.c.user_name, _SESSIONS.c.last_used_at).where(
+        _SESSIONS.c.token_hash == bindparam("token_hash")
+    )
+)
+_JOURNAL_COLUMNS = [c.key for c in _JOURNAL.c if c.key != "id"]
+_ADD_JOURNAL = Prepared(insert(_JOURNAL).values({c: bindparam(c) for c in _JOURNAL_COLUMNS}))
+_TRIM_JOURNAL = Prepared(
+    delete(_JOURNAL).where(
+        _JOURNAL.c.id <= select(func.max(_JOURNAL.c.id)).scalar_subquery() - bindparam("keep")
+    )
+)
+_CONTROL_SWITCHES = Prepared(
+    select(_CONTROL.c.generation, _CONTROL.c.maintenance).where(_CONTROL.c.id == 1)
+)
 
 
 class EmailSettingsRepository:
@@ -123,8 +142,8 @@ class EmailSettingsRepository:
 
     def get(self, instance_id: str, *, for_update: bool = False) -> SettingRecord | None:
         """The object with this instanceID, locked for the transaction when `for_update`."""
-        stmt = _SETTING_BY_ID_FOR_UPDATE if for_update else _SETTING_BY_ID
-        row = self.session.execute(stmt, {"id": instance_id}).first()
+        stmt = _GET_SETTING_FOR_UPDATE if for_update else _GET_SETTING
+        row = stmt.first(self.session, {"id": instance_id})
         return SettingRecord.from_row(row) if row is not None else None
 
     def first(self) -> SettingRecord | None:
@@ -137,7 +156,7 @@ class EmailSettingsRepository:
     def save(self, record: SettingRecord) -> None:
         """Write every member of `record` to its stored object."""
         values = {f"new_{name}": getattr(record, name) for name in SettingRecord.__slots__[2:]}
-        self.session.execute(_SAVE_SETTING, {"record_pk": record.pk, **values})
+        _SAVE_SETTING.run(self.session, {"record_pk": record.pk, **values})
 
     def page(
         self,
@@ -147,6 +166,8 @@ class EmailSettingsRepository:
         limit: int,
     ) -> tuple[int, list[SettingRecord]]:
         """The number of matching objects and the selected window of them, both counted in SQL."""
+        if where is None and not order_by:
+            return self._plain_page(offset, limit)
         count_stmt = select(func.count()).select_from(_SETTINGS)
         rows_stmt = select(*_SETTING_COLUMNS)
         if where is not None:
@@ -159,9 +180,18 @@ class EmailSettingsRepository:
         rows_stmt = rows_stmt.order_by(*order_by, _SETTINGS.c.pk).offset(offset).limit(limit)
         return total, [SettingRecord.from_row(row) for row in self.session.execute(rows_stmt)]
 
+    def _plain_page(self, offset: int, limit: int) -> tuple[int, list[SettingRecord]]:
+        # The common list call, no filter and no order, through statements compiled once.
+        total = self.count()
+        if total == 0 or offset >= total:
+            return total, []
+        rows = _PAGE_OF_SETTINGS.rows(self.session, {"offset": offset, "limit": limit})
+        return total, [SettingRecord.from_row(row) for row in rows]
+
     def count(self) -> int:
         """How many objects are stored."""
-        return self.session.scalar(select(func.count()).select_from(_SETTINGS)) or 0
+        row = _COUNT_SETTINGS.first(self.session)
+        return int(row[0]) if row is not None else 0
 
     def all(self) -> list[SettingRecord]:
         """Every object, in creation order."""
@@ -196,9 +226,9 @@ class UserRepository:
         """The account called `name`, as an ORM object to change."""
         return _orm(self.session).get(UserRow, name)
 
-    def credentials(self, name: str) -> AnyRow | None:
+    def credentials(self, name: str) -> Any | None:
         """What authentication reads of the account called `name`."""
-        return self.session.execute(_USER_CREDENTIALS, {"name": name}).first()
+        return _USER_CREDENTIALS.first(self.session, {"name": name})
 
     def all(self) -> list[UserRow]:
         """Every account, by name."""
@@ -257,9 +287,9 @@ class SessionRepository:
     def __init__(self, session: Executor) -> None:
         self.session = session
 
-    def get(self, token_hash: str) -> AnyRow | None:
+    def get(self, token_hash: str) -> Any | None:
         """The user and last use of the session whose token hashes to `token_hash`."""
-        return self.session.execute(_SESSION_BY_HASH, {"token_hash": token_hash}).first()
+        return _SESSION_BY_HASH.first(self.session, {"token_hash": token_hash})
 
     def add(self, token_hash: str, user_name: str, now: float) -> None:
         """Open a session."""
@@ -325,8 +355,8 @@ class JournalRepository:
 
     def add_all(self, entries: list[dict[str, Any]], keep: int) -> None:
         """Record calls (column values each, oldest first) and forget all but the newest `keep`."""
-        self.session.execute(_ADD_JOURNAL, entries)
-        self.session.execute(_TRIM_JOURNAL, {"keep": keep})
+        _ADD_JOURNAL.run_many(self.session, entries)
+        _TRIM_JOURNAL.run(self.session, {"keep": keep})
 
     def newest(
         self,
@@ -406,9 +436,9 @@ class ControlRepository:
     def __init__(self, session: Executor) -> None:
         self.session = session
 
-    def get(self) -> AnyRow:
+    def get(self) -> Any:
         """The switches: `generation` and `maintenance` (the migration creates the row)."""
-        row = self.session.execute(_CONTROL_SWITCHES).first()
+        row = _CONTROL_SWITCHES.first(self.session)
         assert row is not None, "the control row is created by migration 0003"
         return row
 
