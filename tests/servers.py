@@ -186,10 +186,7 @@ def start_server_process(
     stop_timeout: float = STOP_TIMEOUT,
     client_timeout: float = CLIENT_TIMEOUT,
 ) -> ServerProcess:
-    """Start `serve *args` from `directory` on free ports, without waiting for it.
-
-    `host` None leaves the server's default; `https` adds a free --https-port.
-    """
+    """Start `serve *args` from `directory` on free ports (host None: the default), not waiting."""
     port = free_port()
     https_port = free_port() if https else None
     command = [sys.executable, "-m", "analytics_mock", "serve"]
