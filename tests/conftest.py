@@ -7,8 +7,6 @@ never a skip.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,13 +14,12 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from analytics_mock.app import create_app
 from analytics_mock.runtime import Runtime, build_runtime
 from analytics_mock.settings import Settings
+from tests.servers import POSTGRES_URL, postgres_schema_url
 
-POSTGRES_URL = os.environ.get("ANALYTICS_MOCK_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
 
 
@@ -47,17 +44,8 @@ def postgres_admin_url() -> str:
 def fresh_postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A URL whose search_path is a new, empty schema, dropped after the test."""
     admin_url: str = request.getfixturevalue("postgres_admin_url")
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(admin_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
+    with postgres_schema_url(admin_url, prefix="t_") as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)

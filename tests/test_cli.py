@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -22,20 +21,13 @@ from analytics_mock.db.models import UserRow
 from analytics_mock.passwords import verify_password
 from analytics_mock.runtime import build_runtime
 from analytics_mock.settings import Settings
+from tests.servers import ERROR_PREFIX, clean_env
 
 SECRET = "hunter2"
-ERROR_PREFIX = "analytics-mock: error:"
 # Nothing listens on port 1 of the loopback: the connection is refused at once.
 UNREACHABLE_PG = f"postgresql+psycopg://u:{SECRET}@127.0.0.1:1/x"
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The test's environment without any ANALYTICS_MOCK_ setting, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANALYTICS_MOCK_")}
-    env.update(extra or {})
-    return env
 
 
 @pytest.fixture

@@ -8,16 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import signal
 import socket
 import sqlite3
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -26,19 +20,12 @@ import pytest
 from analytics_mock.crypto import SecretBox
 from analytics_mock.settings import Settings
 from tests.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH, basic
+from tests.servers import ServerProcess, free_port, start_server_process
 
 pytestmark = pytest.mark.live
 
 READY_TIMEOUT = 15.0
-STOP_TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago: bind port 0 and let the kernel choose."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+CLIENT_TIMEOUT = 10.0
 
 
 def hsso_token(response: httpx.Response) -> str:
@@ -53,106 +40,34 @@ def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-@dataclass
-class Server:
-    """One `analytics-mock serve` process and where its output goes."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    stdout_path: Path
-    stderr_path: Path
-    tokens: list[str] = field(default_factory=list)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def output(self) -> str:
-        """Everything the process wrote so far, stdout then stderr."""
-        return self.stdout_path.read_text(errors="replace") + self.stderr_path.read_text(
-            errors="replace"
-        )
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(
-                    f"server exited with {self.process.returncode} before answering:\n"
-                    + self.output()
-                )
-            try:
-                httpx.get(self.base_url + SETTINGS_PATH, timeout=0.5)
-            except httpx.TransportError:
-                time.sleep(0.05)
-            else:
-                return
-        pytest.fail(f"server did not answer within {READY_TIMEOUT} s:\n" + self.output())
-
-    def stop(self) -> int:
-        """SIGTERM, a bounded wait, then SIGKILL; the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=STOP_TIMEOUT)
-        return self.process.returncode
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, timeout=10.0)
-
-
-StartServer = Callable[..., Server]
+StartServer = Callable[..., ServerProcess]
 
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[StartServer]:
     """Start servers (not waiting for them); every one is stopped at teardown."""
-    started: list[Server] = []
+    started: list[ServerProcess] = []
 
     def start(
         *args: str, env: Mapping[str, str] | None = None, database: Path | None = None
-    ) -> Server:
-        port = free_port()
-        index = len(started)
+    ) -> ServerProcess:
         database = database or tmp_path / "db.sqlite"
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("ANALYTICS_MOCK_")}
-        clean.update(env or {})
-        stdout_path = tmp_path / f"server{index}.out"
-        stderr_path = tmp_path / f"server{index}.err"
-        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "analytics_mock",
-                    "serve",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--database-url",
-                    f"sqlite:///{database}",
-                    *args,
-                ],
-                cwd=tmp_path,
-                env=clean,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-            )
-        server = Server(process, port, stdout_path, stderr_path)
+        server = start_server_process(
+            tmp_path,
+            "--database-url",
+            f"sqlite:///{database}",
+            *args,
+            env=env,
+            index=len(started),
+            ready_timeout=READY_TIMEOUT,
+            client_timeout=CLIENT_TIMEOUT,
+        )
         started.append(server)
         return server
 
     yield start
     for server in started:
-        server.stop()
+        server.close()
 
 
 def test_free_port_can_be_bound_again() -> None:

@@ -6,7 +6,6 @@ PostgreSQL schema too (the `database_url` fixture of conftest.py).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from analytics_mock.db.engine import create_database_engine
 from analytics_mock.db.migrate import SCRIPT_LOCATION, upgrade_to_head
 from analytics_mock.db.models import Base
 from analytics_mock.settings import Settings
+from tests.servers import clean_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCK_TIMEOUT_MS = 10_000
@@ -87,8 +87,7 @@ def test_there_is_one_head() -> None:
 
 def test_alembic_cli_upgrade_head_from_the_repository(database_url: str, engine: Engine) -> None:
     assert (REPO_ROOT / "alembic.ini").is_file()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANALYTICS_MOCK_")}
-    env["ANALYTICS_MOCK_DATABASE_URL"] = bounded_lock_wait(database_url)
+    env = clean_env({"ANALYTICS_MOCK_DATABASE_URL": bounded_lock_wait(database_url)})
     result = subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"],
         cwd=REPO_ROOT,
@@ -179,8 +178,7 @@ def test_concurrent_migrate_commands_of_a_fresh_database_both_succeed(
     database_url: str, engine: Engine
 ) -> None:
     # Two processes, as two servers starting at once: the case the migration lock is for.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANALYTICS_MOCK_")}
-    env["ANALYTICS_MOCK_DATABASE_URL"] = bounded_lock_wait(database_url)
+    env = clean_env({"ANALYTICS_MOCK_DATABASE_URL": bounded_lock_wait(database_url)})
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "analytics_mock", "migrate"],

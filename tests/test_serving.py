@@ -13,10 +13,7 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,168 +26,34 @@ from cryptography.hazmat.primitives import serialization
 from analytics_mock import tls
 from analytics_mock.serving import export_settings
 from analytics_mock.settings import Settings
+from tests import servers
 from tests.helpers import ADMIN, SETTINGS_PATH
+from tests.servers import (
+    ServerProcess,
+    child_pids,
+    clean_env,
+    free_port,
+    serve_refusal,
+    strict_context,
+)
 
+# `--workers` starts and stops its processes one after another: these tests allow more time.
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
-ERROR_PREFIX = "analytics-mock: error:"
 
 
-def free_port() -> int:
-    """A port that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The test's environment without any ANALYTICS_MOCK_ setting, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANALYTICS_MOCK_")}
-    env.update(extra or {})
-    return env
-
-
-def child_pids(pid: int) -> set[int]:
-    """The processes whose parent is `pid` (Linux /proc)."""
-    children: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            # The command name is in parentheses and may hold spaces: split after it.
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                children.add(int(entry.name))
-    return children
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether `pid` is a running (not zombie) process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-@dataclass
-class Server:
-    """A running `analytics-mock serve` subprocess."""
-
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    port: int
-    https_port: int | None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def https_base(self) -> str:
-        return f"https://127.0.0.1:{self.https_port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        """Send `signum` and wait for the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        return self.process.wait(STOP_TIMEOUT)
-
-
-def start_server(
-    cwd: Path, *args: str, env: Mapping[str, str] | None = None, https: bool = False
-) -> Server:
-    """Start `serve` on free loopback ports in `cwd` and wait until it answers over HTTP."""
-    port = free_port()
-    https_port = free_port() if https else None
-    command = [sys.executable, "-m", "analytics_mock", "serve", "--port", str(port), *args]
-    if https_port is not None:
-        command += ["--https-port", str(https_port)]
-    log_path = cwd / f"server-{port}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, cwd=cwd, env=clean_env(env), stdout=log, stderr=subprocess.STDOUT
-        )
-    server = Server(process, log_path, port, https_port)
-    try:
-        wait_until_up(server)
-    except BaseException:
-        kill(server)
-        raise
-    return server
-
-
-def wait_until_up(server: Server) -> None:
-    """Wait (bounded) for GET /openapi.json to answer 200 over HTTP."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"the server exited with {server.process.returncode}:\n{server.log()}")
-        try:
-            if httpx.get(server.base + "/openapi.json", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"the server did not answer within {START_TIMEOUT} s:\n{server.log()}")
-
-
-def kill(server: Server) -> None:
-    """Stop the server and its children, whatever state they are in."""
-    children = child_pids(server.process.pid)
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            server.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(STOP_TIMEOUT)
-    for pid in children:
-        if pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
-
-
-@contextmanager
 def running_server(
-    cwd: Path, *args: str, env: Mapping[str, str] | None = None, https: bool = False
-) -> Iterator[Server]:
-    """`start_server` for the length of a `with` block."""
-    server = start_server(cwd, *args, env=env, https=https)
-    try:
-        yield server
-    finally:
-        kill(server)
-
-
-def serve_refusal(cwd: Path, *args: str) -> str:
-    """Run `serve` that must refuse to start; return its one error line."""
-    result = subprocess.run(
-        [sys.executable, "-m", "analytics_mock", "serve", *args],
-        cwd=cwd,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    cwd: Path, *args: str, https: bool = False
+) -> AbstractContextManager[ServerProcess]:
+    """A ready server in `cwd` at the default host, which is what some of these tests check."""
+    return servers.running_server(
+        cwd,
+        *args,
+        host=None,
+        https=https,
+        ready_timeout=START_TIMEOUT,
+        stop_timeout=STOP_TIMEOUT,
     )
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith(ERROR_PREFIX)]
-    assert len(errors) == 1, result.stderr
-    assert result.stderr.splitlines()[-1] == errors[0]
-    return errors[0]
-
-
-def strict_context(cafile: Path) -> ssl.SSLContext:
-    """A client context that trusts only `cafile`, as strict as Python 3.13's default."""
-    context = ssl.create_default_context(cafile=str(cafile))
-    context.verify_flags |= ssl.VERIFY_X509_STRICT | ssl.VERIFY_X509_PARTIAL_CHAIN
-    return context
 
 
 def presented_certificate(port: int, server_hostname: str, context: ssl.SSLContext) -> bytes:
@@ -234,8 +97,8 @@ def test_http_and_https_from_one_process_with_a_kept_self_signed_certificate(
         assert keyfile.stat().st_mode & 0o777 == 0o600
         context = strict_context(certfile)
         with httpx.Client(verify=context) as https, httpx.Client() as http:
-            secure = https.get(server.https_base + SETTINGS_PATH, headers=ADMIN)
-            plain = http.get(server.base + SETTINGS_PATH, headers=ADMIN)
+            secure = https.get(server.https_url + SETTINGS_PATH, headers=ADMIN)
+            plain = http.get(server.url + SETTINGS_PATH, headers=ADMIN)
         assert secure.status_code == 200
         assert plain.status_code == 200
         assert secure.json() == plain.json()
@@ -246,11 +109,11 @@ def test_http_and_https_from_one_process_with_a_kept_self_signed_certificate(
             serialization.Encoding.DER
         )
         assert der == cert_der
-        assert logged_fingerprint(server.log()) == sha256_fingerprint(der)
+        assert logged_fingerprint(server.output()) == sha256_fingerprint(der)
         # One process serves both ports.
         assert child_pids(server.process.pid) == set()
         assert server.stop() == 0
-        log = server.log()
+        log = server.output()
     key_body = "".join(keyfile.read_text().splitlines()[1:-1])
     assert key_body[:40] not in log
     assert "PRIVATE KEY" not in log
@@ -261,7 +124,7 @@ def test_http_and_https_from_one_process_with_a_kept_self_signed_certificate(
         assert again.https_port is not None
         der = presented_certificate(again.https_port, "localhost", strict_context(certfile))
         assert der == cert_der
-        assert logged_fingerprint(again.log()) == sha256_fingerprint(der)
+        assert logged_fingerprint(again.output()) == sha256_fingerprint(der)
     assert (certfile.read_bytes(), keyfile.read_bytes()) == before
 
 
@@ -284,9 +147,9 @@ def test_given_certificate_is_served(tmp_path: Path) -> None:
     ) as server:
         assert server.https_port is not None
         der = presented_certificate(server.https_port, "localhost", strict_context(given.certfile))
-        assert sha256_fingerprint(der) == given.fingerprint == logged_fingerprint(server.log())
+        assert sha256_fingerprint(der) == given.fingerprint == logged_fingerprint(server.output())
         with httpx.Client(verify=strict_context(given.certfile)) as https:
-            assert https.get(server.https_base + SETTINGS_PATH, headers=ADMIN).status_code == 200
+            assert https.get(server.https_url + SETTINGS_PATH, headers=ADMIN).status_code == 200
     assert not (tmp_path / "mock.db.tls.crt").exists()
     assert not (tmp_path / "mock.db.tls.key").exists()
 
@@ -296,7 +159,7 @@ def test_given_certificate_is_served(tmp_path: Path) -> None:
 def test_a_signal_stops_both_ports_cleanly(tmp_path: Path, signum: int) -> None:
     with running_server(tmp_path, "--database-url", sqlite_url(tmp_path / "m.db"), https=True) as s:
         assert s.stop(signum) == 0
-        log = s.log()
+        log = s.output()
         for port in (s.port, s.https_port):
             with pytest.raises(ConnectionRefusedError), socket.socket() as sock:
                 sock.connect(("127.0.0.1", port))
@@ -307,9 +170,9 @@ def test_a_signal_stops_both_ports_cleanly(tmp_path: Path, signum: int) -> None:
 @pytest.mark.live
 def test_http_only_without_https_port(tmp_path: Path) -> None:
     with running_server(tmp_path, "--database-url", sqlite_url(tmp_path / "m.db")) as server:
-        assert httpx.get(server.base + SETTINGS_PATH, headers=ADMIN).status_code == 200
-        assert f"serving http://127.0.0.1:{server.port}/Analytics/v1" in server.log()
-        assert "https://" not in server.log()
+        assert httpx.get(server.url + SETTINGS_PATH, headers=ADMIN).status_code == 200
+        assert f"serving http://127.0.0.1:{server.port}/Analytics/v1" in server.output()
+        assert "https://" not in server.output()
     assert list(tmp_path.glob("*.tls.*")) == []
 
 

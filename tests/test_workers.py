@@ -19,14 +19,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
-from tests.test_serving import (
-    Server,
-    child_pids,
-    pid_alive,
-    running_server,
-    serve_refusal,
-    strict_context,
-)
+from tests.servers import ServerProcess, child_pids, pid_alive, serve_refusal, strict_context
+from tests.test_serving import running_server
 
 pytestmark = pytest.mark.live
 
@@ -36,7 +30,7 @@ PUTS_PER_THREAD = 15
 MAX_TRIES = 200
 
 
-def workers_of(server: Server, count: int = 2) -> set[int]:
+def workers_of(server: ServerProcess, count: int = 2) -> set[int]:
     """The worker processes of `server`, once `count` of them serve (bounded wait)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -47,11 +41,11 @@ def workers_of(server: Server, count: int = 2) -> set[int]:
             if "resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
         }
         # A worker logs this once its app is built, just before it takes connections.
-        log = server.log()
+        log = server.output()
         if len(workers) == count and all(f"Started server process [{p}]" in log for p in workers):
             return workers
         time.sleep(0.1)
-    pytest.fail(f"not {count} workers serving:\n{server.log()}")
+    pytest.fail(f"not {count} workers serving:\n{server.output()}")
 
 
 def issued_token(client: httpx.Client) -> str:
@@ -95,7 +89,7 @@ def test_concurrent_writes_through_two_workers_are_all_kept(
                 port = 1000 + thread * PUTS_PER_THREAD + i
                 # A fresh connection each time, so both workers take a share of the writes.
                 response = httpx.put(
-                    server.base + OBJECT_PATH, json={"portNumber": port}, headers=ADMIN, timeout=30
+                    server.url + OBJECT_PATH, json={"portNumber": port}, headers=ADMIN, timeout=30
                 )
                 stored = response.json().get("portNumber") if response.status_code == 200 else None
                 results.append((port, response.status_code, stored))
@@ -111,7 +105,7 @@ def test_concurrent_writes_through_two_workers_are_all_kept(
 
         finals = set()
         for _ in range(10):
-            listing = httpx.get(server.base + SETTINGS_PATH, headers=ADMIN, timeout=10)
+            listing = httpx.get(server.url + SETTINGS_PATH, headers=ADMIN, timeout=10)
             assert listing.status_code == 200
             assert listing.json()["count"] == 1
             finals.add(listing.json()["data"][0]["portNumber"])
@@ -127,7 +121,7 @@ def test_concurrent_writes_through_two_workers_are_all_kept(
 
 def test_a_token_issued_by_one_worker_works_on_the_other(tmp_path: Path, database_url: str) -> None:
     with running_server(tmp_path, "--workers", "2", "--database-url", database_url) as server:
-        first, first_token, other, other_token = clients_on_two_workers(server.base)
+        first, first_token, other, other_token = clients_on_two_workers(server.url)
         try:
             for client, token in ((other, first_token), (first, other_token)):
                 response = client.get(SETTINGS_PATH, headers={"Authorization": f"HSSO {token}"})
@@ -139,7 +133,7 @@ def test_a_token_issued_by_one_worker_works_on_the_other(tmp_path: Path, databas
         for token in (first_token, other_token):
             for _ in range(20):
                 response = httpx.get(
-                    server.base + SETTINGS_PATH,
+                    server.url + SETTINGS_PATH,
                     headers={"Authorization": f"HSSO {token}"},
                     timeout=10,
                 )
@@ -155,9 +149,9 @@ def test_workers_serve_https_too(tmp_path: Path) -> None:
         context = strict_context(tmp_path / "m.db.tls.crt")
         for _ in range(10):
             with httpx.Client(verify=context) as https:
-                response = https.get(server.https_base + SETTINGS_PATH, headers=ADMIN)
+                response = https.get(server.https_url + SETTINGS_PATH, headers=ADMIN)
             assert response.status_code == 200
-        assert server.log().count("SHA-256 fingerprint") == 1
+        assert server.output().count("SHA-256 fingerprint") == 1
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -169,7 +163,7 @@ def test_a_signal_to_the_parent_stops_every_worker(tmp_path: Path, signum: int) 
         assert not any(pid_alive(pid) for pid in workers)
         with pytest.raises(ConnectionRefusedError), socket.socket() as sock:
             sock.connect(("127.0.0.1", s.port))
-        log = s.log()
+        log = s.output()
     assert "Traceback" not in log
     assert log.count("Finished server process") == 2
 
@@ -191,8 +185,8 @@ def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
         assert len(now) == 2
         assert victim not in now
         for _ in range(10):
-            assert httpx.get(s.base + SETTINGS_PATH, headers=ADMIN).status_code == 200
-        assert "starting another" in s.log()
+            assert httpx.get(s.url + SETTINGS_PATH, headers=ADMIN).status_code == 200
+        assert "starting another" in s.output()
         assert s.stop() == 0
 
 

@@ -8,12 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.support import (
-    POSTGRES_URL,
-    ServerProcess,
-    postgres_schema_url,
-    start_server_process,
-)
+from tests.servers import POSTGRES_URL, ServerProcess, postgres_schema_url, start_server_process
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -65,7 +60,16 @@ def start_server(tmp_path: Path, make_database_url: Callable[[str], str]) -> Ite
     started: list[ServerProcess] = []
 
     def start(database_url: str, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
-        server = start_server_process(tmp_path, database_url, *args, env=env, index=len(started))
+        server = start_server_process(
+            tmp_path,
+            "--database-url",
+            database_url,
+            "--test-mail-mode",
+            "capture",
+            *args,
+            env=env,
+            index=len(started),
+        )
         started.append(server)
         return server
 

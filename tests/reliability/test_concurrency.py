@@ -19,7 +19,7 @@ import pytest
 
 from tests.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
 from tests.reliability.conftest import BACKEND_PARAMS, StartServer
-from tests.reliability.support import ServerProcess
+from tests.servers import ServerProcess
 
 pytestmark = pytest.mark.live
 

@@ -26,12 +26,8 @@ from sqlalchemy.engine import make_url
 
 from tests.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
 from tests.reliability.conftest import StartServer
-from tests.reliability.support import (
-    POSTGRES_URL,
-    ServerProcess,
-    envelope_problems,
-    postgres_schema_url,
-)
+from tests.reliability.support import envelope_problems
+from tests.servers import POSTGRES_URL, ServerProcess, postgres_schema_url
 
 pytestmark = pytest.mark.live
 skip_without_postgres = pytest.mark.skipif(

@@ -40,7 +40,8 @@ from schemathesis.specs.openapi.checks import (
 
 from analytics_mock.testing import AnalyticsMock, isolated_settings
 from tests.reliability.conftest import BACKEND_PARAMS
-from tests.reliability.support import ENVELOPE_KEYS, POSTGRES_URL, postgres_schema_url
+from tests.reliability.support import ENVELOPE_KEYS
+from tests.servers import POSTGRES_URL, postgres_schema_url
 
 # About 25 s per backend on a 2-core machine: 1,844 cases each.
 pytestmark = pytest.mark.slow
