@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from pydantic import BaseModel
@@ -20,6 +22,15 @@ from analytics_mock.schemas.email_settings import EmailSettingUpdate
 from analytics_mock.schemas.test_mail import SendTestMailActionIn
 from analytics_mock.settings import Settings, get_settings
 
+# FastAPI 0.16x asks OpenTelemetry on every request whether tracing is configured (an
+# environment lookup each time) and would record exception messages; a mock server wants
+# neither. Older FastAPI has no such option.
+_NO_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
+
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     """Build a ready app: the database is migrated and seeded before this returns."""
@@ -32,6 +43,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         runtime.close()
 
     app = FastAPI(
+        **_NO_TELEMETRY,
         title="analytics-mock",
         version=__version__,
         description=(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from starlette.datastructures import MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -12,6 +11,7 @@ from analytics_mock.api.errors import COMMON_HEADERS, error_response
 from analytics_mock.errors import BodyTooLarge, InternalError
 
 logger = logging.getLogger("analytics_mock.api")
+_COMMON_RAW = [(name.lower().encode(), value.encode()) for name, value in COMMON_HEADERS]
 
 
 def declared_length(scope: Scope) -> int:
@@ -83,13 +83,13 @@ class VendorHttpMiddleware:
     def _with_headers(scope: Scope, send: Send) -> Send:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in COMMON_HEADERS:
-                    if name not in headers:
-                        headers.append(name, value)
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers += [pair for pair in _COMMON_RAW if pair[0] not in present]
                 token = scope["state"].get("hsso_token")
-                if token and "www-authenticate" not in headers:
-                    headers.append("WWW-Authenticate", f"HSSO {token}")
+                if token and b"www-authenticate" not in present:
+                    headers.append((b"www-authenticate", f"HSSO {token}".encode("latin-1")))
+                message["headers"] = headers
             await send(message)
 
         return send_with_headers

@@ -145,16 +145,17 @@ class Authenticator:
         credentials = self.parse(authorization)
         if isinstance(credentials, BasicCredentials):
             token = self._reusable(credentials.cache_key)
-            user, row = await db.run(
-                partial(
-                    _basic_facts,
-                    name=credentials.name,
-                    token_hash=token_digest(token) if token else None,
-                )
+            token_hash = token_digest(token) if token else None
+            # Concurrent calls of one account share a read that starts after they all came.
+            user, row = await db.run_shared(
+                ("basic", credentials.name, token_hash),
+                partial(_basic_facts, name=credentials.name, token_hash=token_hash),
             )
             decision = await self._decide_basic(credentials, user, token, row, now)
         elif isinstance(credentials, HssoToken):
-            user, row = await db.run(partial(_hsso_facts, digest=credentials.digest))
+            user, row = await db.run_shared(
+                ("hsso", credentials.digest), partial(_hsso_facts, digest=credentials.digest)
+            )
             decision = self._decide_hsso(credentials, user, row, now)
         else:
             if credentials.password is not None:
