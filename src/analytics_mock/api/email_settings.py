@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import WithJsonSchema
 
-from analytics_mock.api.dependencies import AdminDep, read_json, runtime_of, validate_body
+from analytics_mock.api.dependencies import read_json, require_admin, runtime_of, validate_body
 from analytics_mock.api.openapi import json_request_body
 from analytics_mock.api.responses import error_responses
 from analytics_mock.errors import InvalidParameter
@@ -27,20 +26,36 @@ MAX_INT = 2_147_483_647
 router = APIRouter(prefix="/Analytics/v1", tags=["EmailServerSettings"])
 
 
-def _int_param(name: str, minimum: int) -> Any:
-    return Query(
-        alias=name,
-        description=f"Integer from {minimum} to {MAX_INT}.",
-    )
+def _integer(name: str, minimum: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": minimum, "maximum": MAX_INT},
+        "description": f"Integer from {minimum} to {MAX_INT}.",
+    }
 
 
-IntText = Annotated[
-    str | None, WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_INT})
+def _text(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": description,
+    }
+
+
+# Documented here rather than declared in the signature: FastAPI would validate each declared
+# parameter on every call, work that `list_window` does anyway, with the vendor's messages.
+LIST_PARAMETERS = [
+    _integer("$offset", 0),
+    _integer("$count", 1),
+    _integer("page", 1),
+    _integer("pageSize", 1),
+    _text("$order-by", "attr [ASC|DESC], comma separated."),
+    _text("$query", "The vendor's filter grammar."),
 ]
-PositiveIntText = Annotated[
-    str | None, WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_INT})
-]
-Text = Annotated[str | None, WithJsonSchema({"type": "string"})]
 
 
 def _parse_int(request: Request, name: str, minimum: int, default: int | None) -> int | None:
@@ -64,24 +79,8 @@ def _single(request: Request, name: str) -> str | None:
     return values[0] if values else None
 
 
-async def list_window(
-    request: Request,
-    _offset: Annotated[IntText, _int_param("$offset", 0)] = None,
-    _count: Annotated[PositiveIntText, _int_param("$count", 1)] = None,
-    _page: Annotated[PositiveIntText, _int_param("page", 1)] = None,
-    _page_size: Annotated[PositiveIntText, _int_param("pageSize", 1)] = None,
-    _order_by: Annotated[
-        Text, Query(alias="$order-by", description="attr [ASC|DESC], comma separated.")
-    ] = None,
-    _query: Annotated[
-        Text, Query(alias="$query", description="The vendor's filter grammar.")
-    ] = None,
-) -> service.ListWindow:
-    """The list parameters, each checked with a 400 that names it.
-
-    The declared parameters only document the API; values are read here from the raw query so
-    that every message, and the check for repeated parameters, is the emulator's own.
-    """
+def list_window(request: Request) -> service.ListWindow:
+    """The list parameters, each checked with a 400 that names it, read from the raw query."""
     page = _parse_int(request, "page", 1, None)
     page_size = _parse_int(request, "pageSize", 1, None)
     offset = _parse_int(request, "$offset", 0, 0)
@@ -115,13 +114,12 @@ async def list_window(
     summary="List the mail server settings",
     response_class=JSONResponse,
     responses={200: {"model": EmailSettingCollection}, **error_responses(400, 401, 403, 406, 412)},
+    openapi_extra={"parameters": LIST_PARAMETERS},
 )
-async def list_email_settings(
-    request: Request,
-    _admin: AdminDep,
-    window: Annotated[service.ListWindow, Depends(list_window)],
-) -> JSONResponse:
+async def list_email_settings(request: Request) -> JSONResponse:
     """GET the Collections envelope of EmailSetting objects."""
+    await require_admin(request)
+    window = list_window(request)
     runtime = runtime_of(request)
     body = await runtime.db.run(
         partial(service.list_settings, dialect=runtime.db.dialect, window=window)
@@ -139,8 +137,9 @@ async def list_email_settings(
     },
     openapi_extra=json_request_body(EmailSettingUpdate),
 )
-async def update_email_setting(id: str, request: Request, _admin: AdminDep) -> JSONResponse:
+async def update_email_setting(id: str, request: Request) -> JSONResponse:
     """PUT a partial update of one EmailSetting object."""
+    await require_admin(request)
     runtime = runtime_of(request)
     patch = validate_body(EmailSettingUpdate, await read_json(request), what="EmailSetting")
     update = partial(service.update_setting, box=runtime.box, instance_id=id, patch=patch)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from analytics_mock.api.dependencies import AdminDep, read_json, runtime_of, validate_body
+from analytics_mock.api.dependencies import read_json, require_admin, runtime_of, validate_body
 from analytics_mock.api.openapi import json_request_body
 from analytics_mock.api.responses import error_responses
 from analytics_mock.mail import DeliveryOptions
@@ -36,11 +36,10 @@ def delivery_options(runtime: Runtime) -> DeliveryOptions:
     response_class=JSONResponse,
     responses={200: {"model": SendTestMailAction}, **error_responses(401, 403, 404, 406, 412)},
 )
-def prepare_test_mail(request: Request, _admin: AdminDep) -> JSONResponse:
+async def prepare_test_mail(request: Request) -> JSONResponse:
     """GET the Action to invoke, with the stored settings as its parameter."""
-    runtime = runtime_of(request)
-    with runtime.db.session() as session:
-        setting = service.stored_setting(session)
+    await require_admin(request)
+    setting = await runtime_of(request).db.run(service.stored_setting)
     href = str(request.url.replace(path=request.url.path + "/invoke", query=""))
     return JSONResponse(service.action_body(href, setting))
 
@@ -52,8 +51,9 @@ def prepare_test_mail(request: Request, _admin: AdminDep) -> JSONResponse:
     responses={200: {"model": Job}, **error_responses(400, 401, 403, 404, 406, 412, 413, 415)},
     openapi_extra=json_request_body(SendTestMailActionIn),
 )
-async def invoke_test_mail(request: Request, _admin: AdminDep) -> JSONResponse:
+async def invoke_test_mail(request: Request) -> JSONResponse:
     """POST the Action: send one test mail and answer with the finished Job."""
+    await require_admin(request)
     runtime = runtime_of(request)
     document = await read_json(request)
     action = validate_body(SendTestMailActionIn, document, what="the sendTestMail Action")

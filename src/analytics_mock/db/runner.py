@@ -46,18 +46,20 @@ class _Item:
     group: Group | None = None
     value: Any = None
     shared_key: object = None
+    joiners: list[asyncio.Future[Any]] = field(default_factory=list)
     result: Any = None
     error: BaseException | None = field(default=None)
 
 
 def _settle(items: list[_Item]) -> None:
     for item in items:
-        if item.future.done():  # the caller went away (a cancelled request)
-            continue
-        if item.error is not None:
-            item.future.set_exception(item.error)
-        else:
-            item.future.set_result(item.result)
+        for future in (item.future, *item.joiners):
+            if future.done():  # the caller went away (a cancelled request)
+                continue
+            if item.error is not None:
+                future.set_exception(item.error)
+            else:
+                future.set_result(item.result)
 
 
 def _invalidated(exc: BaseException) -> bool:
@@ -113,15 +115,17 @@ class UnitRunner:
         of them still sees every write that committed before its call.
         """
         loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
         with self._cond:
             item = self._shared.get((key, loop))
             if item is None:
-                item = _Item(loop, loop.create_future(), unit=unit, shared_key=key)
+                item = _Item(loop, future, unit=unit, shared_key=key)
                 self._submit_locked(item)
                 self._shared[(key, loop)] = item
-        # Shielded: one caller's cancellation must not cancel the others' result.
-        result: T = await asyncio.shield(item.future)
-        return result
+            else:
+                # Still queued (taken items leave `_shared` under this lock), so it runs later.
+                item.joiners.append(future)
+        return await future
 
     async def run_grouped(self, group: Group, value: object) -> None:
         """Queue `value` for `group`, which gets every value queued with it in the same batch."""

@@ -18,6 +18,7 @@ from analytics_mock.crypto import SecretBox
 from analytics_mock.db.models import TestMailRow
 from analytics_mock.db.repositories import (
     EmailSettingsRepository,
+    Executor,
     SettingRecord,
     TestMailRepository,
 )
@@ -36,14 +37,14 @@ from analytics_mock.services.email_settings import merged_view, new_password, to
 Mode = Literal["smtp", "capture"]
 
 
-def _stored_row(session: Session) -> SettingRecord:
+def _stored_row(session: Executor) -> SettingRecord:
     row = EmailSettingsRepository(session).first()
     if row is None:
         raise ObjectNotFound("No email server settings are stored.")
     return row
 
 
-def stored_setting(session: Session) -> dict[str, Any]:
+def stored_setting(session: Executor) -> dict[str, Any]:
     """The EmailSetting a test mail would use without overrides."""
     return to_public(_stored_row(session))
 
