@@ -1,0 +1,74 @@
+"""What a server start loads: the packages only some paths need stay unimported until then."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# What `serve` runs before it listens, in a fresh interpreter; prints the top-level packages.
+START = """
+import json, sys
+from analytics_mock.cli import main  # noqa: F401 - the entry point's own imports
+from analytics_mock.serving import open_app
+from analytics_mock.settings import Settings
+
+options = json.loads(sys.argv[3])
+settings = Settings(database_url=sys.argv[1], secret_key_file=sys.argv[2], **options)
+open_app(settings).state.runtime.close()
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+# Needed only to migrate an existing schema.
+MIGRATION_ONLY = {"alembic", "mako"}
+
+
+def loaded_packages(database_url: str, tmp_path: Path, **settings: object) -> set[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANALYTICS_MOCK_")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            START,
+            database_url,
+            str(tmp_path / "secret.key"),
+            json.dumps(settings, default=str),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    packages: set[str] = set(json.loads(done.stdout))
+    return packages
+
+
+def test_a_start_migrates_and_serves_without_alembic(database_url: str, tmp_path: Path) -> None:
+    # First start: an empty database; second start: the database at head.
+    for _ in range(2):
+        assert "analytics_mock" in (loaded := loaded_packages(database_url, tmp_path))
+        assert loaded & MIGRATION_ONLY == set()
+
+
+def test_an_older_schema_still_gets_alembic(tmp_path: Path) -> None:
+    from alembic import command  # noqa: PLC0415
+    from alembic.config import Config  # noqa: PLC0415
+    from sqlalchemy import create_engine  # noqa: PLC0415
+
+    from analytics_mock.db.migrate import SCRIPT_LOCATION  # noqa: PLC0415
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0001")
+    finally:
+        engine.dispose()
+    assert "alembic" in loaded_packages(url, tmp_path)
+    assert "alembic" not in loaded_packages(url, tmp_path)
