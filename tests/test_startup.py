@@ -20,8 +20,9 @@ settings = Settings(database_url=sys.argv[1], secret_key_file=sys.argv[2], **opt
 open_app(settings).state.runtime.close()
 print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
 """
-# Needed only to migrate an existing schema.
-MIGRATION_ONLY = {"alembic", "mako"}
+# Needed only to migrate an existing schema, to read a users or seed file, to store an SMTP
+# password or serve HTTPS, to send a test mail.
+ON_DEMAND = {"alembic", "mako", "yaml", "cryptography", "aiosmtplib"}
 
 
 def loaded_packages(database_url: str, tmp_path: Path, **settings: object) -> set[str]:
@@ -46,11 +47,21 @@ def loaded_packages(database_url: str, tmp_path: Path, **settings: object) -> se
     return packages
 
 
-def test_a_start_migrates_and_serves_without_alembic(database_url: str, tmp_path: Path) -> None:
+def test_a_plain_start_loads_nothing_on_demand(database_url: str, tmp_path: Path) -> None:
     # First start: an empty database; second start: the database at head.
     for _ in range(2):
         assert "analytics_mock" in (loaded := loaded_packages(database_url, tmp_path))
-        assert loaded & MIGRATION_ONLY == set()
+        assert loaded & ON_DEMAND == set()
+
+
+def test_files_and_passwords_load_what_they_need(tmp_path: Path) -> None:
+    users = tmp_path / "users.yaml"
+    users.write_text("users: [{name: cy, password: cy-pw, permissions: [Admin]}]")
+    seed = tmp_path / "seed.json"
+    seed.write_text('{"settings": [{"instanceID": "s#1", "password": "c2VjcmV0"}]}')
+    url = f"sqlite:///{tmp_path / 'files.db'}"
+    loaded = loaded_packages(url, tmp_path, users_file=users, seed_file=seed)
+    assert loaded & ON_DEMAND == {"yaml", "cryptography"}
 
 
 def test_an_older_schema_still_gets_alembic(tmp_path: Path) -> None:
