@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+
+from analytics_mock import serving
+from analytics_mock.cli import main
+from analytics_mock.settings import Settings
 
 # What `serve` runs before it listens, in a fresh interpreter; prints the top-level packages.
 START = """
@@ -83,3 +91,37 @@ def test_an_older_schema_still_gets_alembic(tmp_path: Path) -> None:
         engine.dispose()
     assert "alembic" in loaded_packages(url, tmp_path)
     assert "alembic" not in loaded_packages(url, tmp_path)
+
+
+def test_serve_collects_again_once_started_but_not_through_the_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    seen: dict[str, object] = {}
+
+    async def serve_app(app: FastAPI, listeners: list[serving.Listener]) -> None:
+        seen.update(enabled=gc.isenabled(), frozen=gc.get_freeze_count())
+        for listener in listeners:
+            listener.sock.close()
+        app.state.runtime.close()
+
+    monkeypatch.setattr(serving, "serve_app", serve_app)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'gc.db'}",
+        secret_key_file=tmp_path / "secret.key",
+        port=0,
+    )
+    gc.disable()  # as `cli._serve` leaves it
+    try:
+        serving.serve(settings)
+    finally:
+        gc.unfreeze()
+        gc.enable()
+    assert seen["enabled"] is True
+    assert isinstance(seen["frozen"], int) and seen["frozen"] > 0
+
+
+def test_a_start_that_fails_leaves_collection_on(capsys: pytest.CaptureFixture[str]) -> None:
+    # Refused before logging is configured, which would change this process's root logger.
+    assert main(["serve", "--port", "70000"]) == 2
+    assert "invalid --port" in capsys.readouterr().err
+    assert gc.isenabled()
