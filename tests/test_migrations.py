@@ -100,7 +100,7 @@ def alembic_upgrade(engine: Engine, revision: str) -> None:
 
 
 def schema_dump(engine: Engine) -> dict[str, object]:
-    """Everything the reflection sees of every table, and the rows of the seeded tables."""
+    """Everything the reflection sees of every table, and every row."""
     inspector = inspect(engine)
     dump: dict[str, object] = {}
     for table in sorted(inspector.get_table_names()):
@@ -114,8 +114,8 @@ def schema_dump(engine: Engine) -> dict[str, object]:
             "checks": sorted(inspector.get_check_constraints(table), key=repr),
         }
     with engine.connect() as conn:
-        for table in ("alembic_version", "control"):
-            rows = conn.execute(text(f"SELECT * FROM {table}")).all()
+        for table in sorted(inspector.get_table_names()):
+            rows = conn.execute(text(f"SELECT * FROM {table} ORDER BY 1")).all()
             dump[f"{table} rows"] = [tuple(row) for row in rows]
         if engine.dialect.name == "sqlite":
             # The DDL text itself, which the reflection above may not fully show.
