@@ -64,7 +64,7 @@ def lock_for_migration(connection: Connection) -> None:
 def upgrade_to_head(engine: Engine) -> None:
     """Run every pending migration in one transaction (serialised across threads and processes)."""
     with _PROCESS_LOCK:
-        # Without any lock: a schema at head stays at head, and most starts find it there.
+        # Read outside the migration lock: most starts find the schema at head, and it stays so.
         with engine.connect() as connection:
             if is_at_head(connection):
                 return
