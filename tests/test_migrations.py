@@ -20,9 +20,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from analytics_mock.db.engine import create_database_engine
-from analytics_mock.db.migrate import SCRIPT_LOCATION, upgrade_to_head
+from analytics_mock.db.migrate import HEAD_REVISION, SCRIPT_LOCATION, is_at_head, upgrade_to_head
 from analytics_mock.db.models import Base
 from analytics_mock.settings import Settings
 from tests.servers import clean_env
@@ -83,6 +84,98 @@ def schema_differences(engine: Engine) -> list[object]:
 def test_there_is_one_head() -> None:
     heads = ScriptDirectory.from_config(alembic_config()).get_heads()
     assert len(heads) == 1
+
+
+def test_head_revision_constant_is_the_newest_script() -> None:
+    # The server decides "at head" from the constant alone, without loading the scripts.
+    assert head_revision() == HEAD_REVISION
+
+
+def alembic_upgrade(engine: Engine, revision: str) -> None:
+    """Migrate with Alembic alone, as `upgrade_to_head` did before it built empty databases."""
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+def schema_dump(engine: Engine) -> dict[str, object]:
+    """Everything the reflection sees of every table, and every row."""
+    inspector = inspect(engine)
+    dump: dict[str, object] = {}
+    for table in sorted(inspector.get_table_names()):
+        columns = [{**c, "type": repr(c["type"])} for c in inspector.get_columns(table)]
+        dump[table] = {
+            "columns": columns,
+            "pk": inspector.get_pk_constraint(table),
+            "fks": inspector.get_foreign_keys(table),
+            "indexes": sorted(inspector.get_indexes(table), key=lambda i: str(i["name"])),
+            "uniques": sorted(inspector.get_unique_constraints(table), key=repr),
+            "checks": sorted(inspector.get_check_constraints(table), key=repr),
+        }
+    with engine.connect() as conn:
+        for table in sorted(inspector.get_table_names()):
+            rows = conn.execute(text(f"SELECT * FROM {table} ORDER BY 1")).all()
+            dump[f"{table} rows"] = [tuple(row) for row in rows]
+        if engine.dialect.name == "sqlite":
+            # The DDL text itself, which the reflection above may not fully show.
+            master = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name"
+            dump["sqlite_master"] = [tuple(row) for row in conn.execute(text(master))]
+    return dump
+
+
+def drop_everything(engine: Engine) -> None:
+    with engine.begin() as conn:
+        Base.metadata.drop_all(conn)
+        conn.execute(text("DROP TABLE alembic_version"))
+    assert table_names(engine) == set()
+
+
+def test_an_empty_database_is_built_as_the_migrations_build_it(engine: Engine) -> None:
+    upgrade_to_head(engine)
+    built = schema_dump(engine)
+    drop_everything(engine)
+    alembic_upgrade(engine, "head")
+    migrated = schema_dump(engine)
+    assert built == migrated
+    assert set(built) >= TABLES
+    assert built["control rows"] == [(1, False, 0)]
+    assert built["alembic_version rows"] == [(HEAD_REVISION,)]
+
+
+def test_an_older_schema_is_migrated_keeping_its_rows(engine: Engine) -> None:
+    alembic_upgrade(engine, "0002")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (name, password_hash, permissions, failed_logins, locked) "
+                "VALUES ('kept', 'h', 'Admin', 0, false)"
+            )
+        )
+    with engine.connect() as conn:
+        assert not is_at_head(conn)
+    upgrade_to_head(engine)
+    assert current_revision(engine) == head_revision()
+    assert schema_differences(engine) == []
+    with engine.connect() as conn:
+        assert is_at_head(conn)
+        assert conn.execute(text("SELECT name FROM users")).scalars().all() == ["kept"]
+        assert conn.execute(text("SELECT id FROM control")).scalars().all() == [1]
+
+
+def test_is_at_head_on_a_database_without_version_table(engine: Engine) -> None:
+    with engine.connect() as conn:
+        assert not is_at_head(conn)
+    assert table_names(engine) == set()
+
+
+def test_tables_without_a_version_table_are_left_to_alembic(engine: Engine) -> None:
+    # Not an empty database: creating the schema over it would hide whatever it is.
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE users (name VARCHAR(255) PRIMARY KEY)"))
+    with pytest.raises(SQLAlchemyError, match="users"):
+        upgrade_to_head(engine)
+    assert table_names(engine) == {"users"}
 
 
 def test_alembic_cli_upgrade_head_from_the_repository(database_url: str, engine: Engine) -> None:

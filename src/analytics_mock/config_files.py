@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -24,6 +23,9 @@ def first_problem(exc: ValidationError) -> str:
 
 def load_config_file(path: Path, model: type[ModelT], error: type[ConfigFileError]) -> ModelT:
     """`path` (JSON or YAML) validated as `model`; any problem raises `error`."""
+    # Imported here: most servers read no file, and every start would otherwise pay for it.
+    import yaml  # noqa: PLC0415
+
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:

@@ -7,10 +7,12 @@ import hashlib
 import os
 import secrets
 from pathlib import Path
-
-from cryptography.fernet import Fernet, InvalidToken
+from typing import TYPE_CHECKING
 
 from analytics_mock.settings import Settings
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 
 class SecretBox:
@@ -18,17 +20,28 @@ class SecretBox:
 
     def __init__(self, key_material: bytes) -> None:
         # Any operator-chosen string becomes a valid Fernet key through SHA-256.
-        derived = hashlib.sha256(key_material).digest()
-        self._fernet = Fernet(base64.urlsafe_b64encode(derived))
+        self._key = base64.urlsafe_b64encode(hashlib.sha256(key_material).digest())
+        self._fernet: Fernet | None = None
+
+    def _box(self) -> Fernet:
+        # Made at first use: a server that never stores an SMTP password never loads
+        # cryptography (~7 MB). Two threads racing here build equal boxes; either one serves.
+        if self._fernet is None:
+            from cryptography.fernet import Fernet  # noqa: PLC0415
+
+            self._fernet = Fernet(self._key)
+        return self._fernet
 
     def encrypt(self, plaintext: bytes) -> bytes:
         """Ciphertext of `plaintext`."""
-        return self._fernet.encrypt(plaintext)
+        return self._box().encrypt(plaintext)
 
     def decrypt(self, ciphertext: bytes) -> bytes:
         """Plaintext of `ciphertext`; raises ValueError when the key does not fit."""
+        from cryptography.fernet import InvalidToken  # noqa: PLC0415 - as in _box
+
         try:
-            return self._fernet.decrypt(ciphertext)
+            return self._box().decrypt(ciphertext)
         except InvalidToken:
             raise ValueError("the stored SMTP password cannot be decrypted with this key") from None
 

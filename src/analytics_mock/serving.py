@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -76,6 +77,10 @@ def serve(settings: Settings) -> None:
         raise CliError("--workers needs a database file or PostgreSQL, not SQLite in memory")
     # Even with workers, the database and users file are checked here, once and in one line.
     app = open_app(settings)
+    # The start is over: collect again (`cli._serve` turned collection off for it), but never
+    # through what the start made, which would cost one full collection (~60 ms) right away.
+    gc.freeze()
+    gc.enable()
     try:
         tls = tls_files(settings)
     except TlsError as exc:

@@ -13,15 +13,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sqlalchemy.engine import make_url
 
 from analytics_mock.settings import Settings
+
+# cryptography (~8 MB) is imported inside the functions that handle certificates, so that a
+# server without HTTPS never loads it.
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 if sys.platform != "win32":
     import fcntl
@@ -99,6 +102,9 @@ def _checked(certfile: Path, keyfile: Path, *, generated: bool) -> TlsFiles:
 
 
 def _check_pair(certfile: Path, keyfile: Path, generated: bool) -> TlsFiles:
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
     try:
         certificate = x509.load_pem_x509_certificate(certfile.read_bytes())
     except ValueError:
@@ -120,6 +126,8 @@ def _check_pair(certfile: Path, keyfile: Path, generated: bool) -> TlsFiles:
 
 
 def _key_id(public_key: PublicKeyTypes) -> bytes:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
     return public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -127,6 +135,9 @@ def _key_id(public_key: PublicKeyTypes) -> bytes:
 
 def _ensure_self_signed(certfile: Path, keyfile: Path) -> None:
     """Create the pair unless a usable one is there; several processes may start at once."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
     keyfile.parent.mkdir(parents=True, exist_ok=True)
     with _locked(keyfile) as key_fd:
         if _usable(certfile) and os.fstat(key_fd).st_size > 0:
@@ -162,6 +173,8 @@ def _locked(keyfile: Path) -> Iterator[int]:
 
 
 def _usable(certfile: Path) -> bool:
+    from cryptography import x509  # noqa: PLC0415
+
     try:
         certificate = x509.load_pem_x509_certificate(certfile.read_bytes())
     except (OSError, ValueError):
@@ -170,6 +183,10 @@ def _usable(certfile: Path) -> bool:
 
 
 def _self_signed(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: PLC0415
+
     names: list[x509.GeneralName] = [x509.DNSName("localhost")]
     hostname = socket.gethostname()
     if hostname and hostname.isascii() and hostname != "localhost":

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from analytics_mock.cli import main
 from analytics_mock.db.models import SessionRow
 from analytics_mock.db.repositories import SessionRepository
-from analytics_mock.passwords import hash_password
+from analytics_mock.passwords import _DUMMY_HASH, hash_password
 from analytics_mock.runtime import Runtime
 from analytics_mock.services.users import UsersFileError, load_users_file
 from tests.helpers import ADMIN, SETTINGS_PATH, basic
@@ -253,3 +253,9 @@ def test_bad_users_file_is_one_clear_line(tmp_path: Path, body: str, fragment: s
     assert fragment in str(caught.value)
     assert "\n" not in str(caught.value)
     assert "password: p" not in str(caught.value)
+
+
+def test_unknown_names_cost_a_verification_at_todays_rounds() -> None:
+    # The hash an unknown name is verified against is a constant: it must have the scheme and
+    # rounds of the hashes made now, or unknown names would answer faster than wrong passwords.
+    assert _DUMMY_HASH.split("$")[1:3] == hash_password("x").split("$")[1:3]

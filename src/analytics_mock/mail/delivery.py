@@ -14,11 +14,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from enum import StrEnum, auto
-from typing import Literal, get_args
-
-import aiosmtplib
+from typing import TYPE_CHECKING, Literal, get_args
 
 from analytics_mock.mail.message import build_test_message, endpoint
+
+# aiosmtplib is imported by the functions that talk SMTP: only sendTestMail needs it, and
+# every server start would otherwise pay for it.
+if TYPE_CHECKING:
+    import aiosmtplib
 
 logger = logging.getLogger("analytics_mock.mail")
 
@@ -94,6 +97,8 @@ async def deliver_test_mail(
 
     `message` is the one `build_test_message` makes for this target unless the caller gives it.
     """
+    import aiosmtplib  # noqa: PLC0415
+
     if target.security not in get_args(SecureConnection):
         raise ValueError(f"unknown secureConnection: {target.security!r}")
     if message is None:
@@ -175,6 +180,8 @@ async def _converse(
     progress: _Progress,
 ) -> str:
     """The SMTP dialogue; returns the success detail or raises."""
+    import aiosmtplib  # noqa: PLC0415
+
     where = endpoint(target.hostname, target.port)
     tls_context = None
     if target.security != "Plain":
@@ -240,6 +247,8 @@ async def _converse(
 
 async def _quit_politely(client: aiosmtplib.SMTP, deadline: float) -> None:
     """Say QUIT if the connection is still up; the outcome is already decided."""
+    import aiosmtplib  # noqa: PLC0415
+
     if not client.is_connected:
         return
     try:
@@ -254,6 +263,8 @@ def _classify(  # noqa: PLR0911
     exc: Exception, stage: str, target: SmtpTarget, options: DeliveryOptions
 ) -> tuple[FailureKind, str]:
     """Map an exception from the dialogue to a FailureKind and its (unscrubbed) detail."""
+    import aiosmtplib  # noqa: PLC0415
+
     if isinstance(exc, _DeliveryError):
         return exc.kind, exc.detail
     where = endpoint(target.hostname, target.port)
