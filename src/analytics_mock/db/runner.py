@@ -95,6 +95,7 @@ class UnitRunner:
         self.available = True
         # Shared reads still queued, by key and event loop: a caller that finds one joins it.
         self._shared: dict[tuple[object, asyncio.AbstractEventLoop], _Item] = {}
+        self._kicks: set[asyncio.AbstractEventLoop] = set()
 
     async def run(self, unit: Unit[T], *, savepoint: bool = False) -> T:
         """Run `unit` with a connection inside a transaction; returns once it has committed.
@@ -156,7 +157,17 @@ class UnitRunner:
         self._queue.append(item)
         if len(self._threads) < self._threads_wanted:
             self._start_thread()
-        self._cond.notify()
+        # The runner is woken once per turn of the event loop, not once per unit: woken at
+        # once, it took the GIL at the loop's next socket write and ran batches of one, a
+        # commit (and an fsync) per unit. Every unit queued in the same turn now shares one.
+        if item.loop not in self._kicks:
+            self._kicks.add(item.loop)
+            item.loop.call_soon(self._kick, item.loop)
+
+    def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._cond:
+            self._kicks.discard(loop)
+            self._cond.notify()
 
     def _start_thread(self) -> None:
         thread = threading.Thread(
