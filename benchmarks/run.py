@@ -589,6 +589,16 @@ def get_list(client: Any, params: dict[str, int], size: int, count: int) -> None
 # --------------------------------------------------------------------------- checks
 
 
+def _option(config: Any, name: str) -> Any:
+    value = getattr(config, name)
+    if name == "http" and isinstance(value, type):
+        # analytics-mock's protocol is a subclass of uvicorn's h11 one: the same parser.
+        from uvicorn.protocols.http.h11_impl import H11Protocol  # noqa: PLC0415
+
+        return "h11" if issubclass(value, H11Protocol) else value
+    return value
+
+
 def uvicorn_options_note() -> str:
     """Whether the baseline gets the same uvicorn options as `analytics_mock.serving`."""
     sys.path.insert(0, str(HERE))
@@ -607,7 +617,7 @@ def uvicorn_options_note() -> str:
     differ = [
         f"{name}: baseline {getattr(base_config, name)!r}, mock {getattr(mock_config, name)!r}"
         for name in UVICORN_OPTIONS
-        if getattr(base_config, name) != getattr(mock_config, name)
+        if _option(base_config, name) != _option(mock_config, name)
     ]
     if differ:
         return "WARNING: uvicorn options differ: " + "; ".join(differ)

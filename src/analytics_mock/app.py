@@ -14,7 +14,7 @@ from analytics_mock import __version__
 from analytics_mock.api import controls, email_settings, test_mail
 from analytics_mock.api.controls_middleware import ControlsMiddleware
 from analytics_mock.api.errors import install_error_handlers
-from analytics_mock.api.middleware import VendorHttpMiddleware
+from analytics_mock.api.middleware import HeadLimitMiddleware, VendorHttpMiddleware
 from analytics_mock.api.openapi import finish_openapi
 from analytics_mock.runtime import Runtime, build_runtime
 from analytics_mock.schemas.controls import FaultIn, Maintenance, State
@@ -57,6 +57,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     # Added last, so outermost: the journal sees every answer, a 412 or a fault's included.
     app.add_middleware(VendorHttpMiddleware, max_body_size=settings.max_body_size)
     app.add_middleware(ControlsMiddleware, runtime=runtime)
+    # Outermost: a head the HTTP layer would refuse is refused before the journal or a 412.
+    app.add_middleware(HeadLimitMiddleware)
     app.include_router(email_settings.router)
     app.include_router(test_mail.router)
     app.include_router(controls.health)

@@ -63,6 +63,23 @@ class InvalidParameter(DomainError):
     message_id = "KNAQ20005-E"
 
 
+class MalformedRequest(DomainError):
+    """A request that is not valid HTTP/1.1, refused before it reaches the app."""
+
+    status = 400
+    message_id = "KNAQ20006-E"
+
+    def __init__(self) -> None:
+        super().__init__("The request is not valid HTTP.")
+
+
+class RequestHeadTooLarge(DomainError):
+    """A request line and headers larger than the server reads."""
+
+    status = 400
+    message_id = "KNAQ20007-E"
+
+
 class AuthenticationFailed(DomainError):
     """No, wrong, unknown, expired or locked credentials; the text never says which."""
 
@@ -151,6 +168,8 @@ CATALOGUE: tuple[type[DomainError], ...] = (
     InvalidMember,
     MissingMember,
     InvalidParameter,
+    MalformedRequest,
+    RequestHeadTooLarge,
     AuthenticationFailed,
     PermissionDenied,
     ResourceNotFound,

@@ -310,3 +310,29 @@ async def test_success_headers(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     assert_common_headers(response)
     assert response.headers["www-authenticate"].startswith("HSSO ")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"X-Pad": "a" * 17_000}, {f"X-Pad-{i}": "b" * 40 for i in range(400)}],
+    ids=["one huge header", "many headers"],
+)
+async def test_a_head_over_16_kib_is_400_before_anything_else(
+    make_client: Callable[..., httpx.AsyncClient], extra: dict[str, str]
+) -> None:
+    # Even in maintenance and with a valid login: the HTTP layer refuses such a head first.
+    async with make_client(maintenance=True) as client:
+        response = await client.get(SETTINGS_PATH, headers={**ADMIN, **extra})
+        journal = await client.get("/_mock/requests")
+    assert response.status_code == 400
+    assert response.json() == envelope(
+        SETTINGS_PATH, "KNAQ20007-E", "The request line and headers are larger than 16384 bytes."
+    )
+    assert_common_headers(response)
+    assert "www-authenticate" not in response.headers
+    assert journal.json()["requests"] == []  # like a head h11 refuses, never reached the API
+
+
+async def test_a_head_just_under_the_limit_is_served(client: httpx.AsyncClient) -> None:
+    response = await client.get(SETTINGS_PATH, headers={**ADMIN, "X-Pad": "a" * 15_000})
+    assert response.status_code == 200

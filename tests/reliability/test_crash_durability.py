@@ -152,8 +152,10 @@ def crash_round(
         thread.start()
     try:
         reached = load.wait_for_acks(target, timeout=60.0)
-        killed_at = time.monotonic()
         server.kill()
+        # Taken once the process is gone: a write sent while the signal was on its way may
+        # still have committed, so it counts as in flight, not as sent after the kill.
+        killed_at = time.monotonic()
     finally:
         load.stop.set()
         for thread in threads:

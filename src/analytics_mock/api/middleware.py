@@ -8,7 +8,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from analytics_mock.api.errors import COMMON_HEADERS, error_response
-from analytics_mock.errors import BodyTooLarge, InternalError
+from analytics_mock.errors import BodyTooLarge, InternalError, RequestHeadTooLarge
 
 logger = logging.getLogger("analytics_mock.api")
 _COMMON_RAW = [(name.lower().encode(), value.encode()) for name, value in COMMON_HEADERS]
@@ -23,6 +23,39 @@ def declared_length(scope: Scope) -> int:
             except ValueError:
                 return 0
     return 0
+
+
+# h11 refuses a head past 16 KiB only while it is still arriving; a whole one read at once
+# would be served. The same limit here makes the answer the same however the bytes arrive.
+MAX_HEAD_SIZE = 16 * 1024
+
+
+def head_size(scope: Scope) -> int:
+    """The size of the request line and headers as they were sent, give or take spacing."""
+    line = len(scope["method"]) + len(scope.get("raw_path") or b"") + 11
+    query = scope.get("query_string", b"")
+    return (
+        line
+        + (len(query) + 1 if query else 0)
+        + sum(len(n) + len(v) + 4 for n, v in scope["headers"])
+    )
+
+
+class HeadLimitMiddleware:
+    """Refuses a request head over `MAX_HEAD_SIZE`, before anything else, as the HTTP layer does."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and head_size(scope) > MAX_HEAD_SIZE:
+            scope.setdefault("state", {})
+            error = RequestHeadTooLarge(
+                f"The request line and headers are larger than {MAX_HEAD_SIZE} bytes."
+            )
+            await error_response(scope, error)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class VendorHttpMiddleware:
