@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -162,3 +163,17 @@ async def test_shared_reads_run_once_for_callers_that_arrive_before_it_starts(
     await db.run(add_user("new"))
     assert await db.run_shared("users", read) == results[0] + 1
     assert len(runs) == 2
+
+
+async def test_units_queued_together_run_in_parallel_on_postgresql(db: Database) -> None:
+    if db.dialect == "sqlite":
+        pytest.skip("SQLite has one runner thread")
+    # Four units that each wait for all four to have started: only parallel threads finish.
+    started = threading.Barrier(4, timeout=5)
+    await asyncio.gather(*(db.run(add_user(f"warm{i}")) for i in range(8)))
+    await asyncio.sleep(0.1)  # every runner thread started and now idle, waiting to be woken
+
+    def meet(_connection: Connection) -> None:
+        started.wait()
+
+    await asyncio.gather(*(db.run(meet) for _ in range(4)))

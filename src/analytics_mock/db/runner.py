@@ -200,6 +200,8 @@ class UnitRunner:
                     if not self._queue:
                         return
                     items = self._take()
+                    if self._queue:  # more than this batch holds: wake another thread for it
+                        self._cond.notify()
                 connection = self._execute(connection, items)
                 by_loop: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
                 for item in items:
