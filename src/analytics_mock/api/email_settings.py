@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from analytics_mock.api.dependencies import read_json, require_admin, runtime_of, validate_body
 from analytics_mock.api.openapi import json_request_body
 from analytics_mock.api.responses import error_responses
+from analytics_mock.api.routes import DirectRoute
 from analytics_mock.errors import InvalidParameter
 from analytics_mock.query.filter_parser import QuerySyntaxError, parse_filter
 from analytics_mock.query.sql import OrderBySyntaxError, parse_order_by
@@ -23,7 +24,7 @@ from analytics_mock.services import email_settings as service
 
 MAX_INT = 2_147_483_647
 
-router = APIRouter(prefix="/Analytics/v1", tags=["EmailServerSettings"])
+router = APIRouter(prefix="/Analytics/v1", tags=["EmailServerSettings"], route_class=DirectRoute)
 
 
 def _integer(name: str, minimum: int) -> dict[str, Any]:
@@ -137,7 +138,7 @@ async def list_email_settings(request: Request) -> JSONResponse:
     },
     openapi_extra=json_request_body(EmailSettingUpdate),
 )
-async def update_email_setting(id: str, request: Request) -> JSONResponse:
+async def update_email_setting(request: Request, id: str) -> JSONResponse:
     """PUT a partial update of one EmailSetting object."""
     await require_admin(request)
     runtime = runtime_of(request)

@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from analytics_mock.api.dependencies import read_json, require_admin, runtime_of, validate_body
 from analytics_mock.api.openapi import json_request_body
 from analytics_mock.api.responses import error_responses
+from analytics_mock.api.routes import DirectRoute
 from analytics_mock.mail import DeliveryOptions
 from analytics_mock.runtime import Runtime
 from analytics_mock.schemas.test_mail import Job, SendTestMailAction, SendTestMailActionIn
@@ -16,7 +17,7 @@ from analytics_mock.services import test_mail as service
 
 ACTION_PATH = "/services/EmailServerSettings/actions/sendTestMail"
 
-router = APIRouter(prefix="/Analytics/v1", tags=["EmailServerSettings"])
+router = APIRouter(prefix="/Analytics/v1", tags=["EmailServerSettings"], route_class=DirectRoute)
 
 
 def delivery_options(runtime: Runtime) -> DeliveryOptions:
