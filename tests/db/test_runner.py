@@ -39,6 +39,10 @@ def add_user(name: str) -> Any:
     return unit
 
 
+def runner_threads(db: Database) -> int:
+    return 1 if db.dialect == "sqlite" else 4
+
+
 def names(db: Database) -> set[str]:
     with db.session() as session:
         return set(session.scalars(select(UserRow.name)))
@@ -149,8 +153,7 @@ async def test_shared_reads_run_once_for_callers_that_arrive_before_it_starts(
         return len(list(connection.execute(select(USERS.c.name))))
 
     # Every runner thread busy (PostgreSQL has several), so the readers queue up behind.
-    threads = 1 if db.dialect == "sqlite" else 4
-    blockers = [asyncio.ensure_future(db.run(block)) for _ in range(threads)]
+    blockers = [asyncio.ensure_future(db.run(block)) for _ in range(runner_threads(db))]
     await asyncio.sleep(0.1)
     readers = [asyncio.ensure_future(db.run_shared("users", read)) for _ in range(10)]
     readers[0].cancel()  # one caller leaving does not cancel the others
@@ -177,3 +180,37 @@ async def test_units_queued_together_run_in_parallel_on_postgresql(db: Database)
         started.wait()
 
     await asyncio.gather(*(db.run(meet) for _ in range(4)))
+
+
+async def test_a_failed_statement_spoils_no_other_unit_or_group(db: Database) -> None:
+    # On PostgreSQL a failed statement aborts its whole transaction; on SQLite it fails alone.
+    def broken(connection: Connection) -> None:
+        connection.execute(text("SELECT * FROM no_such_table"))
+
+    written: list[Any] = []
+
+    def group(_connection: Connection, values: list[Any]) -> None:
+        written.extend(values)
+
+    gate = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def block(_connection: Connection) -> None:
+        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(timeout=5)
+
+    # Every runner thread held, so the three below are queued together, in this order.
+    blockers = [asyncio.ensure_future(db.run(block)) for _ in range(runner_threads(db))]
+    await asyncio.sleep(0.1)
+    calls = [
+        asyncio.ensure_future(db.run(broken)),
+        asyncio.ensure_future(db.run_grouped(group, "entry")),
+        asyncio.ensure_future(db.run(add_user("fine"))),
+    ]
+    await asyncio.sleep(0.05)
+    gate.set()
+    await asyncio.gather(*blockers)
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert "no_such_table" in str(results[0])
+    assert results[1] is None and results[2] is None
+    assert written == ["entry"]
+    assert "fine" in names(db)

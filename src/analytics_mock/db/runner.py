@@ -86,8 +86,10 @@ class UnitRunner:
         self._write_lock = write_lock
         self._watchdog = watchdog
         self._deadline = deadline
-        # A failed read aborts a PostgreSQL transaction, so there every unit gets a savepoint.
-        self._savepoint_reads = engine.dialect.name != "sqlite"
+        # A failed statement aborts a whole PostgreSQL transaction (SQLite's fails alone), and a
+        # savepoint around every unit would cost two round trips each: there a unit runs in a
+        # transaction of its own, and grouped writes in batches without units.
+        self._units_alone = engine.dialect.name != "sqlite"
         self._queue: deque[_Item] = deque()
         self._cond = threading.Condition()
         self._threads: list[threading.Thread] = []
@@ -181,9 +183,11 @@ class UnitRunner:
         units = 0
         while self._queue and len(items) < _MAX_BATCH:
             if self._queue[0].unit is not None:
-                if units == self._units_per_batch:
+                if units == self._units_per_batch or (self._units_alone and items):
                     break
                 units += 1
+            elif self._units_alone and units:
+                break
             item = self._queue.popleft()
             if item.shared_key is not None:
                 del self._shared[(item.shared_key, item.loop)]
@@ -249,7 +253,8 @@ class UnitRunner:
                     logger.info("database connection lost; retrying the batch on a new one")
                     continue
                 for item in items:
-                    item.result, item.error = None, exc
+                    # A unit's own error says more than the failed commit that followed it.
+                    item.result, item.error = None, item.error or exc
                 return connection
         return connection
 
@@ -262,7 +267,7 @@ class UnitRunner:
                 groups.setdefault(item.group, []).append(item)
                 continue
             try:
-                if item.savepoint or self._savepoint_reads:
+                if item.savepoint:
                     with connection.begin_nested():
                         item.result = item.unit(connection)
                 else:
