@@ -33,18 +33,7 @@ class Prepared:
         self, executor: Session | Connection, params: Mapping[str, Any] | None = None
     ) -> list[Any]:
         """Every row the statement returns."""
-        connection = executor.connection() if isinstance(executor, Session) else executor
-        if connection.dialect.name != "sqlite":
-            return list(connection.execute(self.statement, dict(params or {})))
-        compiled = self._compiled(connection.dialect)
-        cursor = _cursor(connection)
-        try:
-            cursor.execute(compiled.sql, compiled.values(params))
-            rows = cursor.fetchall()
-        finally:
-            cursor.close()
-        row_type = compiled.row_type
-        return [row_type._make(row) for row in rows] if row_type else rows
+        return self._execute(executor, [params or {}], fetch=True)
 
     def first(
         self, executor: Session | Connection, params: Mapping[str, Any] | None = None
@@ -55,29 +44,33 @@ class Prepared:
 
     def run(self, executor: Session | Connection, params: Mapping[str, Any] | None = None) -> None:
         """Execute a statement that returns no rows."""
-        connection = executor.connection() if isinstance(executor, Session) else executor
-        if connection.dialect.name != "sqlite":
-            connection.execute(self.statement, dict(params or {}))
-            return
-        compiled = self._compiled(connection.dialect)
-        cursor = _cursor(connection)
-        try:
-            cursor.execute(compiled.sql, compiled.values(params))
-        finally:
-            cursor.close()
+        self._execute(executor, [params or {}], fetch=False)
 
     def run_many(self, executor: Session | Connection, params: Sequence[Mapping[str, Any]]) -> None:
         """Execute the statement once per parameter set (an INSERT of many rows)."""
+        if params:
+            self._execute(executor, list(params), fetch=False)
+
+    def _execute(
+        self, executor: Session | Connection, params: list[Mapping[str, Any]], *, fetch: bool
+    ) -> list[Any]:
         connection = executor.connection() if isinstance(executor, Session) else executor
         if connection.dialect.name != "sqlite":
-            connection.execute(self.statement, [dict(p) for p in params])
-            return
+            values = dict(params[0]) if len(params) == 1 else [dict(p) for p in params]
+            result = connection.execute(self.statement, values)
+            return list(result) if fetch else []
         compiled = self._compiled(connection.dialect)
-        cursor = _cursor(connection)
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.executemany(compiled.sql, [compiled.values(p) for p in params])
+            if len(params) == 1:
+                cursor.execute(compiled.sql, compiled.values(params[0]))
+            else:
+                cursor.executemany(compiled.sql, [compiled.values(p) for p in params])
+            rows = cursor.fetchall() if fetch else []
         finally:
             cursor.close()
+        row_type = compiled.row_type
+        return [row_type._make(row) for row in rows] if row_type else rows
 
     def _compiled(self, dialect: Dialect) -> _Compiled:
         if self._sqlite is None:
@@ -104,7 +97,3 @@ class _Compiled:
     def values(self, params: Mapping[str, Any] | None) -> list[Any]:
         merged = {**self.defaults, **params} if params else self.defaults
         return [merged[name] for name in self.names]
-
-
-def _cursor(connection: Connection) -> Any:
-    return connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
