@@ -7,25 +7,11 @@ leaves in the vendor's envelope, so this protocol renders that 400 as `Malformed
 
 from __future__ import annotations
 
-import json
-
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from analytics_mock.api.errors import COMMON_HEADERS
+from analytics_mock.api.errors import COMMON_RAW_HEADERS, envelope
 from analytics_mock.errors import MalformedRequest
-
-
-def malformed_request_body(error_source: str) -> bytes:
-    """The envelope of a request the HTTP layer refused."""
-    error = MalformedRequest()
-    body = {
-        "errorSource": error_source,
-        "message": f"{error.message_id} {error.text}",
-        "messageID": error.message_id,
-        "application": "Analytics",
-    }
-    return json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode()
 
 
 def request_target(start: bytes) -> str:
@@ -49,9 +35,9 @@ class VendorH11Protocol(H11Protocol):
 
     def send_400_response(self, msg: str) -> None:
         """Answer in the envelope with the vendor's headers, then close (as uvicorn does)."""
-        body = malformed_request_body(request_target(self._request_start))
+        body = envelope(request_target(self._request_start), MalformedRequest())
         headers = [
-            *((name.lower().encode(), value.encode()) for name, value in COMMON_HEADERS),
+            *COMMON_RAW_HEADERS,
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),

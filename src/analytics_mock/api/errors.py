@@ -29,6 +29,10 @@ COMMON_HEADERS: tuple[tuple[str, str], ...] = (
     ("X-Content-Type-Options", "nosniff"),
     ("Content-Security-Policy", "frame-ancestors 'self'"),
 )
+# The same, as ASGI and h11 carry headers: lower-case names, bytes.
+COMMON_RAW_HEADERS: tuple[tuple[bytes, bytes], ...] = tuple(
+    (name.lower().encode(), value.encode()) for name, value in COMMON_HEADERS
+)
 
 
 def error_source(scope: Scope) -> str:
@@ -39,22 +43,27 @@ def error_source(scope: Scope) -> str:
     return str(scope.get("path", ""))
 
 
-def error_response(scope: Scope, error: DomainError) -> Response:
-    """The vendor's envelope for `error`, with the common headers already set."""
+def envelope(source: str, error: DomainError) -> bytes:
+    """The vendor's error body for `error`, raised by a request for `source`."""
     body = {
-        "errorSource": error_source(scope),
+        "errorSource": source,
         "message": f"{error.message_id} {error.text}",
         "messageID": error.message_id,
         "application": "Analytics",
     }
+    # ASCII escapes: a member name echoed from the request may hold a lone surrogate.
+    return json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+def error_response(scope: Scope, error: DomainError) -> Response:
+    """The vendor's envelope for `error`, with the common headers already set."""
     headers = dict(COMMON_HEADERS)
     headers.update(error.headers)
     token = scope.get("state", {}).get("hsso_token")
     if token and "WWW-Authenticate" not in error.headers:
         headers["WWW-Authenticate"] = f"HSSO {token}"
     return Response(
-        # ASCII escapes: a member name echoed from the request may hold a lone surrogate.
-        json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode(),
+        envelope(error_source(scope), error),
         status_code=error.status,
         headers=headers,
         media_type="application/json",

@@ -7,11 +7,10 @@ import logging
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from analytics_mock.api.errors import COMMON_HEADERS, error_response
+from analytics_mock.api.errors import COMMON_RAW_HEADERS, error_response
 from analytics_mock.errors import BodyTooLarge, InternalError, RequestHeadTooLarge
 
 logger = logging.getLogger("analytics_mock.api")
-_COMMON_RAW = [(name.lower().encode(), value.encode()) for name, value in COMMON_HEADERS]
 
 
 def declared_length(scope: Scope) -> int:
@@ -49,7 +48,6 @@ class HeadLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and head_size(scope) > MAX_HEAD_SIZE:
-            scope.setdefault("state", {})
             error = RequestHeadTooLarge(
                 f"The request line and headers are larger than {MAX_HEAD_SIZE} bytes."
             )
@@ -118,7 +116,7 @@ class VendorHttpMiddleware:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in headers}
-                headers += [pair for pair in _COMMON_RAW if pair[0] not in present]
+                headers += [pair for pair in COMMON_RAW_HEADERS if pair[0] not in present]
                 token = scope["state"].get("hsso_token")
                 if token and b"www-authenticate" not in present:
                     headers.append((b"www-authenticate", f"HSSO {token}".encode("latin-1")))
