@@ -59,8 +59,9 @@ def make_config() -> uvicorn.Config:
     """The options `analytics_mock.serving._config` gives uvicorn (for plain HTTP)."""
     return uvicorn.Config(
         app,
-        # analytics-mock serves with h11 always (a subclass that words its 400s like the vendor).
-        http="h11",
+        # analytics-mock serves with httptools always (a subclass that words its 400s like the
+        # vendor's).
+        http="httptools",
         lifespan="off",
         log_config=None,
         server_header=False,

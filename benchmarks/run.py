@@ -76,7 +76,6 @@ UVICORN_OPTIONS = (
     "backlog",
     "timeout_keep_alive",
     "timeout_graceful_shutdown",
-    "h11_max_incomplete_event_size",
 )
 
 # wrk writes one machine-readable line at the end; status counts responses >= 400 (wrk's
@@ -592,10 +591,10 @@ def get_list(client: Any, params: dict[str, int], size: int, count: int) -> None
 def _option(config: Any, name: str) -> Any:
     value = getattr(config, name)
     if name == "http" and isinstance(value, type):
-        # analytics-mock's protocol is a subclass of uvicorn's h11 one: the same parser.
-        from uvicorn.protocols.http.h11_impl import H11Protocol  # noqa: PLC0415
+        # analytics-mock's protocol is a subclass of uvicorn's httptools one: the same parser.
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # noqa: PLC0415
 
-        return "h11" if issubclass(value, H11Protocol) else value
+        return "httptools" if issubclass(value, HttpToolsProtocol) else value
     return value
 
 

@@ -31,7 +31,7 @@ from sqlalchemy.engine import make_url
 from analytics_mock import __version__
 from analytics_mock.app import create_app
 from analytics_mock.cli import DATABASE_ERRORS, CliError, _database_error
-from analytics_mock.http_protocol import VendorH11Protocol
+from analytics_mock.http_protocol import VendorHttpToolsProtocol
 from analytics_mock.logs import configure_logging
 from analytics_mock.services.seed import SeedFileError
 from analytics_mock.services.users import UsersFileError
@@ -166,7 +166,7 @@ def _config(app: FastAPI, listener: Listener) -> uvicorn.Config:
     tls = listener.tls
     return uvicorn.Config(
         app,
-        http=VendorH11Protocol,
+        http=VendorHttpToolsProtocol,
         lifespan="off",
         log_config=None,
         server_header=False,

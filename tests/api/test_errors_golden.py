@@ -330,7 +330,7 @@ async def test_a_head_over_16_kib_is_400_before_anything_else(
     )
     assert_common_headers(response)
     assert "www-authenticate" not in response.headers
-    assert journal.json()["requests"] == []  # like a head h11 refuses, never reached the API
+    assert journal.json()["requests"] == []  # like a head the HTTP layer refuses
 
 
 async def test_a_head_just_under_the_limit_is_served(client: httpx.AsyncClient) -> None:

@@ -29,7 +29,7 @@ COMMON_HEADERS: tuple[tuple[str, str], ...] = (
     ("X-Content-Type-Options", "nosniff"),
     ("Content-Security-Policy", "frame-ancestors 'self'"),
 )
-# The same, as ASGI and h11 carry headers: lower-case names, bytes.
+# The same, as ASGI and uvicorn carry headers: lower-case names, bytes.
 COMMON_RAW_HEADERS: tuple[tuple[bytes, bytes], ...] = tuple(
     (name.lower().encode(), value.encode()) for name, value in COMMON_HEADERS
 )

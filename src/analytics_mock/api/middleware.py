@@ -24,8 +24,8 @@ def declared_length(scope: Scope) -> int:
     return 0
 
 
-# h11 refuses a head past 16 KiB only while it is still arriving; a whole one read at once
-# would be served. The same limit here makes the answer the same however the bytes arrive.
+# The HTTP protocol (`http_protocol.py`) refuses a head past 16 KiB while it is still arriving;
+# one read whole is parsed. The same limit here gives it the same answer.
 MAX_HEAD_SIZE = 16 * 1024
 
 
