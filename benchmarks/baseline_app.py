@@ -2,13 +2,18 @@
 
 It does the least any server of this API must do: read the whole body, parse it as JSON on a
 PUT, compare the Authorization header with Basic system:manager, and answer a small JSON body.
-It is served the way `analytics-mock serve` serves (`analytics_mock.serving`): one process, a
+With `--fastapi` it does the same through FastAPI instead: a GET list route and a PUT route
+whose body is a Pydantic model and whose Authorization header is a declared parameter. That is
+the issue's "FastAPI route with nothing behind it": the share of the budget the framework that
+analytics-mock is built on takes by itself, measured in the same run.
+
+Either is served the way `analytics-mock serve` serves (`analytics_mock.serving`): one process, a
 socket bound by the caller with SO_REUSEADDR, `uvicorn.Server.serve(sockets=...)`, the same
 `uvicorn.Config` options, and logging through one stderr handler at the given level (warning in
 the benchmark, which silences uvicorn's per-request access log in both servers).
 
     python benchmarks/baseline_app.py --port 8000 [--log-level warning] [--socket-proto N]
-                                      [--nodelay]
+                                      [--nodelay] [--fastapi]
 
 `--socket-proto` and `--nodelay` copy how `analytics_mock.serving._bind` makes its listening
 socket (run.py reads them from it): asyncio sets TCP_NODELAY on an accepted connection only when
@@ -55,10 +60,17 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-def make_config() -> uvicorn.Config:
+def fastapi_app() -> Any:
+    """The same answers through FastAPI routes (imported here: the raw baseline never pays)."""
+    import fastapi_app  # noqa: PLC0415 - a sibling module, on the path when run as a script
+
+    return fastapi_app.build(EXPECTED_AUTH.decode(), json.loads(BODY))
+
+
+def make_config(asgi_app: Any = app) -> uvicorn.Config:
     """The options `analytics_mock.serving._config` gives uvicorn (for plain HTTP)."""
     return uvicorn.Config(
-        app,
+        asgi_app,
         # analytics-mock serves with httptools always (a subclass that words its 400s like the
         # vendor's).
         http="httptools",
@@ -88,6 +100,7 @@ def main() -> None:
     parser.add_argument("--log-level", default="warning")
     parser.add_argument("--socket-proto", type=int, default=0)
     parser.add_argument("--nodelay", action="store_true")
+    parser.add_argument("--fastapi", action="store_true", help="serve the FastAPI version")
     args = parser.parse_args()
     configure_logging(args.log_level)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, args.socket_proto)
@@ -95,7 +108,8 @@ def main() -> None:
     if args.nodelay:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", args.port))
-    asyncio.run(uvicorn.Server(make_config()).serve(sockets=[sock]))
+    config = make_config(fastapi_app() if args.fastapi else app)
+    asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ the PATH and `taskset` for CPU pinning (util-linux), and uses only 127.0.0.1.
 
 One invocation, `--runs` times over:
 
-- starts `benchmarks/baseline_app.py` (raw ASGI, no framework, no database) and
+- starts `benchmarks/baseline_app.py` (raw ASGI, no framework, no database), the same with
+  `--fastapi` (the same work through FastAPI routes, for reading the ratios: not a target) and
   `python -m analytics_mock serve --log-level warning` on a fresh SQLite file (and, with
   `--postgres-url`, on a fresh PostgreSQL schema), one at a time, each in one uvicorn process
   with the same uvicorn options and uvicorn's access log silenced by the warning level;
@@ -56,6 +57,8 @@ PUT_PATH = LIST_PATH + "/mailServerSetting%230"
 PUT_BODY = '{"hostname": "bench.example.com", "portNumber": 2525}'
 CONNECTIONS = (16, 64)
 SCENARIOS = [(method, c) for method in ("PUT", "GET") for c in CONNECTIONS]
+# Servers measured for comparison only: the raw floor and the same work through FastAPI.
+REFERENCES = ("baseline", "fastapi")
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -397,11 +400,14 @@ def mock_command(database: str | None, workdir: Path) -> list[str]:
     ]
 
 
-def baseline_command(proto: int, nodelay: bool) -> Callable[[str | None, Path], list[str]]:
+def baseline_command(
+    proto: int, nodelay: bool, *, fastapi: bool = False
+) -> Callable[[str | None, Path], list[str]]:
     """The baseline's command line, its listening socket made as analytics-mock makes its own."""
     script = str(HERE / "baseline_app.py")
     command = [sys.executable, script, "--port", "{port}", "--log-level", "warning"]
     command += ["--socket-proto", str(proto), *(["--nodelay"] if nodelay else [])]
+    command += ["--fastapi"] if fastapi else []
     return lambda _database, _workdir: command
 
 
@@ -741,7 +747,7 @@ def print_in_process(name: str, figures: dict[str, float], samples: int) -> None
 
 def print_targets(summary: dict[str, dict[str, Any]], in_process: dict[str, dict]) -> None:
     print("\n== Targets (issue 6)")
-    names = [name for name in summary if name != "baseline"]
+    names = [name for name in summary if name not in REFERENCES]
     print(f"{'target':40} " + " ".join(f"{name:>22}" for name in names))
     for label, key, op, threshold, unit in TARGETS:
         cells = []
@@ -810,6 +816,8 @@ def benchmark(args: argparse.Namespace, pin: Pinning, root: Path) -> int:
     proto, nodelay, socket_note = socket_options()
     targets = [
         Target("baseline", baseline_command(proto, nodelay), no_database),
+        # Not a target: the framework's own share, for reading the ratios below.
+        Target("fastapi", baseline_command(proto, nodelay, fastapi=True), no_database),
         Target("sqlite", mock_command, sqlite_database),
     ]
     if args.postgres_url:
