@@ -60,13 +60,6 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-def fastapi_app() -> Any:
-    """The same answers through FastAPI routes (imported here: the raw baseline never pays)."""
-    import fastapi_app  # noqa: PLC0415 - a sibling module, on the path when run as a script
-
-    return fastapi_app.build(EXPECTED_AUTH.decode(), json.loads(BODY))
-
-
 def make_config(asgi_app: Any = app) -> uvicorn.Config:
     """The options `analytics_mock.serving._config` gives uvicorn (for plain HTTP)."""
     return uvicorn.Config(
@@ -108,7 +101,13 @@ def main() -> None:
     if args.nodelay:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", args.port))
-    config = make_config(fastapi_app() if args.fastapi else app)
+    asgi_app: Any = app
+    if args.fastapi:
+        # Imported only here, so the raw baseline never loads FastAPI.
+        import fastapi_app  # noqa: PLC0415 - a sibling module, on the path when run as a script
+
+        asgi_app = fastapi_app.build(EXPECTED_AUTH.decode(), json.loads(BODY))
+    config = make_config(asgi_app)
     asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
 
 

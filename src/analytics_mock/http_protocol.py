@@ -3,8 +3,8 @@
 uvicorn answers a request it cannot parse (a malformed line or header) with its own plain-text
 400 before any app sees it. Every error of the emulated server leaves in the vendor's envelope,
 so this protocol renders that 400 as `MalformedRequest`. httptools itself buffers a head of any
-size; this protocol refuses one still arriving past `MAX_HEAD_SIZE` as `RequestHeadTooLarge`,
-the error `HeadLimitMiddleware` gives a whole head past the same size.
+size; this protocol refuses one still arriving past `MAX_HEAD_SIZE` with `head_too_large()`,
+as `HeadLimitMiddleware` refuses a whole head past the same size.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from analytics_mock.api.errors import COMMON_RAW_HEADERS, envelope
-from analytics_mock.api.middleware import MAX_HEAD_SIZE
-from analytics_mock.errors import DomainError, MalformedRequest, RequestHeadTooLarge
+from analytics_mock.api.middleware import MAX_HEAD_SIZE, head_too_large
+from analytics_mock.errors import DomainError, MalformedRequest
 
 
 def request_target(start: bytes) -> str:
@@ -49,7 +49,7 @@ class VendorHttpToolsProtocol(HttpToolsProtocol):
             self._head_bytes += len(data)
         if self._head_bytes > MAX_HEAD_SIZE:
             self.logger.warning("Request head larger than %d bytes refused.", MAX_HEAD_SIZE)
-            self._refuse(self._head_too_large())
+            self._refuse(head_too_large())
 
     def on_url(self, url: bytes) -> None:
         """Collect the target; stop parsing one past the limit, which httptools cannot parse."""
@@ -79,13 +79,7 @@ class VendorHttpToolsProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         """Answer in the envelope with the vendor's headers, then close (as uvicorn does)."""
-        self._refuse(self._head_too_large() if self._too_large else MalformedRequest())
-
-    @staticmethod
-    def _head_too_large() -> RequestHeadTooLarge:
-        return RequestHeadTooLarge(
-            f"The request line and headers are larger than {MAX_HEAD_SIZE} bytes."
-        )
+        self._refuse(head_too_large() if self._too_large else MalformedRequest())
 
     def _refuse(self, error: DomainError) -> None:
         body = envelope(request_target(self._request_start), error)

@@ -40,6 +40,13 @@ def head_size(scope: Scope) -> int:
     )
 
 
+def head_too_large() -> RequestHeadTooLarge:
+    """The refusal of a head over `MAX_HEAD_SIZE`, the same from the app and the HTTP layer."""
+    return RequestHeadTooLarge(
+        f"The request line and headers are larger than {MAX_HEAD_SIZE} bytes."
+    )
+
+
 class HeadLimitMiddleware:
     """Refuses a request head over `MAX_HEAD_SIZE`, before anything else, as the HTTP layer does."""
 
@@ -48,10 +55,7 @@ class HeadLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and head_size(scope) > MAX_HEAD_SIZE:
-            error = RequestHeadTooLarge(
-                f"The request line and headers are larger than {MAX_HEAD_SIZE} bytes."
-            )
-            await error_response(scope, error)(scope, receive, send)
+            await error_response(scope, head_too_large())(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
