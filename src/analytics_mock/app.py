@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
 
 from analytics_mock import __version__
 from analytics_mock.api import controls, email_settings, test_mail
@@ -16,6 +18,7 @@ from analytics_mock.api.controls_middleware import ControlsMiddleware
 from analytics_mock.api.errors import install_error_handlers
 from analytics_mock.api.middleware import HeadLimitMiddleware, VendorHttpMiddleware
 from analytics_mock.api.openapi import finish_openapi
+from analytics_mock.api.routes import DirectFront, DirectRoutes, call_endpoint
 from analytics_mock.runtime import Runtime, build_runtime
 from analytics_mock.schemas.controls import FaultIn, Maintenance, State
 from analytics_mock.schemas.email_settings import EmailSettingUpdate
@@ -32,6 +35,28 @@ _NO_TELEMETRY: dict[str, Any] = (
 )
 
 
+class AnalyticsApp(FastAPI):
+    """FastAPI, with the emulated endpoints called from behind the app's own middleware."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.direct_routes: list[BaseRoute] = []
+
+    def include_direct_router(self, router: APIRouter) -> None:
+        """Include `router`, whose `DirectRoute`s are then called without the framework."""
+        self.include_router(router)
+        # The router's own routes: FastAPI's copies in `self.routes` differ between versions.
+        self.direct_routes += router.routes
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """The framework's stack, and beside it the same middleware around `call_endpoint`."""
+        framework = super().build_middleware_stack()
+        direct: ASGIApp = call_endpoint
+        for cls, args, kwargs in reversed(self.user_middleware):
+            direct = cls(direct, *args, **kwargs)
+        return DirectFront(framework, direct, DirectRoutes(self.direct_routes))
+
+
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     """Build a ready app: the database is migrated and seeded before this returns."""
     settings = settings or get_settings()
@@ -42,7 +67,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         yield
         runtime.close()
 
-    app = FastAPI(
+    app = AnalyticsApp(
         **_NO_TELEMETRY,
         title="analytics-mock",
         version=__version__,
@@ -59,8 +84,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_middleware(ControlsMiddleware, runtime=runtime)
     # Outermost: a head the HTTP layer would refuse is refused before the journal or a 412.
     app.add_middleware(HeadLimitMiddleware)
-    app.include_router(email_settings.router)
-    app.include_router(test_mail.router)
+    app.include_direct_router(email_settings.router)
+    app.include_direct_router(test_mail.router)
     app.include_router(controls.health)
     request_models: list[type[BaseModel]] = [EmailSettingUpdate, SendTestMailActionIn]
     if settings.control_api:

@@ -1,20 +1,30 @@
-"""A route class for the emulated API's endpoints: documented by FastAPI, called directly.
+"""The emulated API's endpoints: documented by FastAPI, called directly behind our own layers.
 
 Each emulated endpoint takes the `Request` (and its path parameters as text), runs its checks in
-the vendor's order itself, and returns a `Response`. FastAPI still reads its signature for the
-OpenAPI document, but resolving that signature on every call (dependencies, parameter
-validation, response handling) cost more than the endpoint's own checks; this route calls the
-endpoint with the request and the raw path parameters instead.
+the vendor's order itself, and returns a `Response`. FastAPI reads its signature for the OpenAPI
+document only. Resolving that signature on every call, and passing each call through
+Starlette's and FastAPI's own layers (error handlers, exit stacks, body limits, telemetry,
+routing over every route), cost more CPU than the endpoint and its database work together.
+`DirectFront` therefore calls an endpoint straight from the app's own middleware when a request
+matches it exactly; any other request (an unknown path, a wrong method, the control API, the
+docs) takes the framework's way, which answers 404 and 405 in the vendor's envelope.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from analytics_mock.api.errors import error_response
+from analytics_mock.errors import DomainError
+
+Endpoint = Callable[..., Awaitable[Response]]
 
 
 class DirectRoute(APIRoute):
@@ -22,10 +32,62 @@ class DirectRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """Call the endpoint with the request and its path parameters, nothing else."""
-        endpoint: Callable[..., Awaitable[Response]] = self.endpoint
+        endpoint: Endpoint = self.endpoint
 
         async def handler(request: Request) -> Response:
             params: dict[str, Any] = request.path_params
             return await endpoint(request, **params)
 
         return handler
+
+
+class DirectRoutes:
+    """The app's `DirectRoute`s, matched by exact method and path as Starlette's router would."""
+
+    def __init__(self, routes: Iterable[BaseRoute]) -> None:
+        self._routes = [route for route in routes if isinstance(route, DirectRoute)]
+
+    def match(self, scope: Scope) -> tuple[Endpoint, dict[str, Any]] | None:
+        """The endpoint and path parameters for this request, when one route takes it whole."""
+        # A root path would need Starlette's handling of it; no direct call then.
+        if scope.get("root_path"):
+            return None
+        method, path = scope["method"], scope["path"]
+        for route in self._routes:
+            if route.methods is None or method not in route.methods:
+                continue
+            found = route.path_regex.match(path)
+            if found is None:
+                continue
+            convert = route.param_convertors
+            params = {key: convert[key].convert(text) for key, text in found.groupdict().items()}
+            return route.endpoint, params
+        return None
+
+
+async def call_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    """Run the endpoint `DirectFront` matched; a domain error becomes the vendor's envelope."""
+    endpoint: Endpoint = scope["endpoint"]
+    try:
+        response = await endpoint(Request(scope, receive, send), **scope["path_params"])
+    except DomainError as exc:
+        response = error_response(scope, exc)
+    await response(scope, receive, send)
+
+
+class DirectFront:
+    """Sends a request that a `DirectRoute` matches to `direct`, anything else to `framework`."""
+
+    def __init__(self, framework: ASGIApp, direct: ASGIApp, routes: DirectRoutes) -> None:
+        self.framework = framework
+        self.direct = direct
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            matched = self.routes.match(scope)
+            if matched is not None:
+                scope["endpoint"], scope["path_params"] = matched
+                await self.direct(scope, receive, send)
+                return
+        await self.framework(scope, receive, send)
