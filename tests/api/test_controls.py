@@ -189,6 +189,24 @@ async def test_journal_records_calls_with_secrets_redacted(client: httpx.AsyncCl
     assert '"password": "***"' in entries[1]["body"]
 
 
+async def test_each_call_is_journalled_once_with_the_status_it_answered(
+    client: httpx.AsyncClient,
+) -> None:
+    # The last unit of a call writes the entry in its own transaction (a follow-up); calls
+    # refused before it, or by it, are journalled once all the same.
+    missing = SETTINGS_PATH + "/mailServerSetting%2399"
+    answers = [
+        (await client.put(missing, json={"portNumber": 25}, headers=ADMIN)).status_code,
+        (await client.get(SETTINGS_PATH, params={"page": "0"}, headers=ADMIN)).status_code,
+        (await client.get(SETTINGS_PATH, headers=ADMIN)).status_code,
+        (await client.put(OBJECT_PATH, json={"portNumber": 26}, headers=ADMIN)).status_code,
+    ]
+    entries = await journal(client)
+    assert answers == [404, 400, 200, 200]
+    assert [e["status"] for e in reversed(entries)] == answers
+    assert [e["method"] for e in reversed(entries)] == ["PUT", "GET", "GET", "PUT"]
+
+
 async def test_journal_filters_limit_and_clear(client: httpx.AsyncClient) -> None:
     await put_port(client, 30)
     await put_port(client, 0)

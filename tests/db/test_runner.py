@@ -214,3 +214,48 @@ async def test_a_failed_statement_spoils_no_other_unit_or_group(db: Database) ->
     assert results[1] is None and results[2] is None
     assert written == ["entry"]
     assert "fine" in names(db)
+
+
+async def test_a_follow_up_is_made_from_the_units_outcome_and_committed_with_it(
+    db: Database,
+) -> None:
+    commits: list[int] = []
+    event.listen(db.engine, "commit", lambda _conn: commits.append(1))
+    outcomes: list[BaseException | None] = []
+
+    def group(connection: Connection, values: list[Any]) -> None:
+        for value in values:
+            add_user(value)(connection)
+
+    def make(name: str) -> Any:
+        def value(error: BaseException | None) -> str:
+            outcomes.append(error)
+            return name if error is None else f"{name}-{type(error).__name__}"
+
+        return value
+
+    def refuse(_connection: Connection) -> None:
+        raise ObjectNotFound("no such object")
+
+    await db.run(add_user("done"), follow=(group, make("after-done")))
+    with pytest.raises(ObjectNotFound):
+        await db.run(refuse, follow=(group, make("after-refuse")))
+    assert len(commits) == 2  # each follow-up rode its unit's transaction
+    assert {"done", "after-done", "after-refuse-ObjectNotFound"} <= names(db)
+    assert outcomes[0] is None and isinstance(outcomes[1], ObjectNotFound)
+
+
+async def test_a_failed_follow_up_is_not_the_units_failure(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(_connection: Connection, _values: list[Any]) -> None:
+        raise RuntimeError("journal table gone")
+
+    def unmakeable(_error: BaseException | None) -> Any:
+        raise ValueError("cannot make it")
+
+    await db.run(add_user("kept"), follow=(broken, lambda _error: 1))
+    await db.run(add_user("kept too"), follow=(broken, unmakeable))
+    assert {"kept", "kept too"} <= names(db)
+    assert "a follow-up write was lost" in caplog.text
+    assert "a follow-up write could not be made" in caplog.text

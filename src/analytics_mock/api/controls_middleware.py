@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from analytics_mock.api.errors import error_response
 from analytics_mock.api.middleware import declared_length
+from analytics_mock.db.runner import FollowUp, Unit
 from analytics_mock.errors import CATALOGUE, DomainError, InternalError, ServerUnavailable
 from analytics_mock.runtime import Runtime
 from analytics_mock.services.controls import FaultRule, take_fault
@@ -29,6 +32,9 @@ logger = logging.getLogger("analytics_mock.api")
 API_PREFIX = "/Analytics/"
 # A body the app never read (a refusal before parsing) is still journalled when this small.
 _DRAIN_LIMIT = 64 * 1024
+# Where the call's recorder waits in the request's state for `run_last_unit`.
+_RECORDER = "analytics_mock.journal"
+T = TypeVar("T")
 
 
 class ConnectionDroppedError(ConnectionError):
@@ -67,8 +73,8 @@ class ControlsMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
             await self.app(scope, receive, send)
             return
-        scope.setdefault("state", {})
         call = _CallRecorder(self.runtime, scope, receive, send)
+        scope.setdefault("state", {})[_RECORDER] = call
         try:
             # Every call reads the switches; calls that arrive together share one read.
             snapshot = await self.runtime.db.run_shared("controls", self.runtime.controls.current)
@@ -125,6 +131,8 @@ class _CallRecorder:
         self._body_done = False
         self._status = 0
         self.journalled = False
+        # The status of the entry a follow-up wrote with the call's last unit, if one did.
+        self._followed: int | None = None
 
     async def receive(self) -> Message:
         message = await self._receive()
@@ -140,6 +148,7 @@ class _CallRecorder:
         elif message["type"] == "http.response.body" and not message.get("more_body", False):
             # Written before the last byte leaves, so a client that reads the journal right
             # after its call always finds the call there.
+            self.journalled = self.journalled or self._followed == self._status
             await self.journal(status=self._status)
         await self._send(message)
 
@@ -157,10 +166,43 @@ class _CallRecorder:
                 self.scope["path"],
             )
             return
-        if not self._body_done and 0 < declared_length(self.scope) <= _DRAIN_LIMIT:
+        if self._unread():
             await self._drain()
+        call = self._call(status)
+        writer = journal_writer(self.runtime.settings.journal_size)
+        try:
+            await self.runtime.db.run_grouped(writer, journal_entry(call))
+        except Exception:
+            # A journal the database cannot take must not cost the client its answer.
+            logger.exception("journal entry lost for %s %s", call.method, call.path)
+
+    def follow_up(self, status: int) -> FollowUp | None:
+        """The entry as a follow-up of a unit that answers `status` if it succeeds, if it can be.
+
+        It saves the call a transaction of its own. If the answer turns out different (the
+        transaction failed), the last byte's `journal` records the answer as usual.
+        """
+        if self.journalled or self.runtime.settings.journal_size == 0 or self._unread():
+            return None
+        call = self._call(status)
+
+        def make(error: BaseException | None) -> dict[str, Any]:
+            # As `call_endpoint` and the middleware answer: a domain error's status, else 500.
+            answered = error.status if isinstance(error, DomainError) else 500 if error else status
+            self._followed = answered
+            return journal_entry(replace(call, status=answered, duration_ms=self._elapsed_ms()))
+
+        return journal_writer(self.runtime.settings.journal_size), make
+
+    def _unread(self) -> bool:
+        return not self._body_done and 0 < declared_length(self.scope) <= _DRAIN_LIMIT
+
+    def _elapsed_ms(self) -> float:
+        return (time.perf_counter() - self._t0) * 1000
+
+    def _call(self, status: int) -> Call:
         scope = self.scope
-        call = Call(
+        return Call(
             started=self.started,
             method=scope["method"],
             path=storable(scope["path"]),
@@ -168,14 +210,8 @@ class _CallRecorder:
             headers=redact_headers(scope["headers"]),
             body=redact_body(bytes(self._body)),
             status=status,
-            duration_ms=(time.perf_counter() - self._t0) * 1000,
+            duration_ms=self._elapsed_ms(),
         )
-        writer = journal_writer(self.runtime.settings.journal_size)
-        try:
-            await self.runtime.db.run_grouped(writer, journal_entry(call))
-        except Exception:
-            # A journal the database cannot take must not cost the client its answer.
-            logger.exception("journal entry lost for %s %s", call.method, call.path)
 
     async def _drain(self) -> None:
         try:
@@ -186,3 +222,14 @@ class _CallRecorder:
                         break
         except TimeoutError:
             pass
+
+
+async def run_last_unit(request: Request, unit: Unit[T], *, status: int = 200) -> T:
+    """Run a call's last database work, with the call's journal entry in its transaction.
+
+    `status` is the call's answer when `unit` succeeds; a unit that raises answers its error's.
+    """
+    runtime: Runtime = request.app.state.runtime
+    recorder = request.scope.get("state", {}).get(_RECORDER)
+    follow = recorder.follow_up(status) if isinstance(recorder, _CallRecorder) else None
+    return await runtime.db.run(unit, follow=follow)

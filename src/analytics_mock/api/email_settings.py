@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from analytics_mock.api.controls_middleware import run_last_unit
 from analytics_mock.api.dependencies import read_json, require_admin, runtime_of, validate_body
 from analytics_mock.api.openapi import json_request_body
 from analytics_mock.api.responses import error_responses
@@ -122,8 +123,8 @@ async def list_email_settings(request: Request) -> JSONResponse:
     await require_admin(request)
     window = list_window(request)
     runtime = runtime_of(request)
-    body = await runtime.db.run(
-        partial(service.list_settings, dialect=runtime.db.dialect, window=window)
+    body = await run_last_unit(
+        request, partial(service.list_settings, dialect=runtime.db.dialect, window=window)
     )
     return JSONResponse(body)
 
@@ -144,4 +145,4 @@ async def update_email_setting(request: Request, id: str) -> JSONResponse:
     runtime = runtime_of(request)
     patch = validate_body(EmailSettingUpdate, await read_json(request), what="EmailSetting")
     update = partial(service.update_setting, box=runtime.box, instance_id=id, patch=patch)
-    return JSONResponse(await runtime.db.run(update))
+    return JSONResponse(await run_last_unit(request, update))

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from analytics_mock.api.controls_middleware import run_last_unit
 from analytics_mock.api.dependencies import read_json, require_admin, runtime_of, validate_body
 from analytics_mock.api.openapi import json_request_body
 from analytics_mock.api.responses import error_responses
@@ -40,7 +41,7 @@ def delivery_options(runtime: Runtime) -> DeliveryOptions:
 async def prepare_test_mail(request: Request) -> JSONResponse:
     """GET the Action to invoke, with the stored settings as its parameter."""
     await require_admin(request)
-    setting = await runtime_of(request).db.run(service.stored_setting)
+    setting = await run_last_unit(request, service.stored_setting)
     href = str(request.url.replace(path=request.url.path + "/invoke", query=""))
     return JSONResponse(service.action_body(href, setting))
 

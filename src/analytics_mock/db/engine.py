@@ -13,7 +13,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
-from analytics_mock.db.runner import Group, Unit, UnitRunner
+from analytics_mock.db.runner import FollowUp, Group, Unit, UnitRunner
 from analytics_mock.db.watchdog import Watchdog
 from analytics_mock.settings import Settings
 
@@ -115,9 +115,11 @@ class Database:
         """False from a failed connection or an overrun deadline until the next commit."""
         return self.runner.available
 
-    async def run(self, unit: Unit[T], *, savepoint: bool = False) -> T:
+    async def run(
+        self, unit: Unit[T], *, savepoint: bool = False, follow: FollowUp | None = None
+    ) -> T:
         """Run one unit of work on the runner; returns after its transaction committed."""
-        return await self.runner.run(unit, savepoint=savepoint)
+        return await self.runner.run(unit, savepoint=savepoint, follow=follow)
 
     async def run_shared(self, key: object, unit: Unit[T]) -> T:
         """Run a read-only unit, sharing one run among concurrent callers of the same `key`."""

@@ -32,6 +32,9 @@ V = TypeVar("V")
 Unit = Callable[[Connection], T]
 # Applies every value queued for it in one batch; runs after the batch's units.
 Group = Callable[[Connection, list[Any]], None]
+# A grouped write that follows a unit in its transaction: the value is made, in the runner's
+# thread, from the unit's error (None when it succeeded).
+FollowUp = tuple[Group, Callable[[BaseException | None], Any]]
 
 # Bounds one batch, so a burst does not hold the write lock longer than a few milliseconds.
 _MAX_BATCH = 256
@@ -43,6 +46,7 @@ class _Item:
     future: asyncio.Future[Any]
     unit: Unit[Any] | None = None
     savepoint: bool = False
+    follow: FollowUp | None = None
     group: Group | None = None
     value: Any = None
     shared_key: object = None
@@ -99,14 +103,18 @@ class UnitRunner:
         self._shared: dict[tuple[object, asyncio.AbstractEventLoop], _Item] = {}
         self._kicks: set[asyncio.AbstractEventLoop] = set()
 
-    async def run(self, unit: Unit[T], *, savepoint: bool = False) -> T:
+    async def run(
+        self, unit: Unit[T], *, savepoint: bool = False, follow: FollowUp | None = None
+    ) -> T:
         """Run `unit` with a connection inside a transaction; returns once it has committed.
 
         A unit that fails leaves no trace as long as it raises before it writes, or writes with
         one statement (atomic by itself); one that writes more must ask for a `savepoint`.
+        `follow` is written in the same transaction whatever the unit's outcome; its failure is
+        logged and is not the unit's.
         """
         loop = asyncio.get_running_loop()
-        item = _Item(loop, loop.create_future(), unit=unit, savepoint=savepoint)
+        item = _Item(loop, loop.create_future(), unit=unit, savepoint=savepoint, follow=follow)
         self._submit(item)
         result: T = await item.future
         return result
@@ -255,33 +263,50 @@ class UnitRunner:
                 for item in items:
                     # A unit's own error says more than the failed commit that followed it.
                     item.result, item.error = None, item.error or exc
+                    if item.follow is not None:
+                        logger.error("a follow-up write was lost with its transaction")
                 return connection
         return connection
 
+    @staticmethod
+    def _run_unit(connection: Connection, item: _Item) -> None:
+        assert item.unit is not None
+        try:
+            if item.savepoint:
+                with connection.begin_nested():
+                    item.result = item.unit(connection)
+            else:
+                item.result = item.unit(connection)
+        except Exception as exc:
+            if connection.invalidated:
+                raise
+            item.error = exc
+
     def _apply(self, connection: Connection, items: list[_Item]) -> None:
-        groups: dict[Group, list[_Item]] = {}
+        # Each value with the item that waits for it; a follow-up's has none.
+        groups: dict[Group, list[tuple[Any, _Item | None]]] = {}
         for item in items:
             item.result, item.error = None, None
             if item.unit is None:
                 assert item.group is not None
-                groups.setdefault(item.group, []).append(item)
+                groups.setdefault(item.group, []).append((item.value, item))
                 continue
-            try:
-                if item.savepoint:
-                    with connection.begin_nested():
-                        item.result = item.unit(connection)
-                else:
-                    item.result = item.unit(connection)
-            except Exception as exc:
-                if connection.invalidated:
-                    raise
-                item.error = exc
+            self._run_unit(connection, item)
+            if item.follow is not None:
+                group, make = item.follow
+                try:
+                    groups.setdefault(group, []).append((make(item.error), None))
+                except Exception:
+                    logger.exception("a follow-up write could not be made")
         for group, members in groups.items():
             try:
                 with connection.begin_nested():
-                    group(connection, [member.value for member in members])
+                    group(connection, [value for value, _ in members])
             except Exception as exc:
                 if connection.invalidated:
                     raise
-                for member in members:
-                    member.error = exc
+                for _, member in members:
+                    if member is not None:
+                        member.error = exc
+                if any(member is None for _, member in members):
+                    logger.exception("a follow-up write was lost")
