@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -184,13 +183,13 @@ class _CallRecorder:
         """
         if self.journalled or self.runtime.settings.journal_size == 0 or self._unread():
             return None
-        call = self._call(status)
+        entry = journal_entry(self._call(status))
 
         def make(error: BaseException | None) -> dict[str, Any]:
             # As `call_endpoint` and the middleware answer: a domain error's status, else 500.
             answered = error.status if isinstance(error, DomainError) else 500 if error else status
             self._followed = answered
-            return journal_entry(replace(call, status=answered, duration_ms=self._elapsed_ms()))
+            return {**entry, "status": answered, "duration_ms": self._elapsed_ms()}
 
         return journal_writer(self.runtime.settings.journal_size), make
 

@@ -81,8 +81,14 @@ def _single(request: Request, name: str) -> str | None:
     return values[0] if values else None
 
 
+# A call without a query (the common case) needs no parsing of one.
+_DEFAULT_WINDOW = service.ListWindow(None, (), 0, 100)
+
+
 def list_window(request: Request) -> service.ListWindow:
     """The list parameters, each checked with a 400 that names it, read from the raw query."""
+    if not request.scope.get("query_string"):
+        return _DEFAULT_WINDOW
     page = _parse_int(request, "page", 1, None)
     page_size = _parse_int(request, "pageSize", 1, None)
     offset = _parse_int(request, "$offset", 0, 0)

@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 from collections import OrderedDict
@@ -33,6 +34,7 @@ SYSTEM_USER = "system"
 # read into a write; expiry is therefore exact to within this many seconds.
 _TOUCH_INTERVAL = 1.0
 _CACHE_SIZE = 4096
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,7 @@ class Authenticator:
         except UnicodeDecodeError:
             return Unusable()
         # No account name holds a control character (PostgreSQL refuses NUL in a query).
-        if not name or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+        if not name or _CONTROL_CHARACTER.search(name):
             return Unusable(password)
         cache_key = hmac.digest(self._key, name_bytes + b"\0" + password_bytes, "sha256")
         return BasicCredentials(name, password, cache_key)
