@@ -71,20 +71,28 @@ class VendorHttpMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        scope.setdefault("state", {})
+        state = scope.setdefault("state", {})
         if declared_length(scope) > self.max_body_size:
             await error_response(scope, self._too_large())(scope, receive, send)
             return
         started = False
-        send_with_headers = self._with_headers(scope, send)
 
-        async def tracking_send(message: Message) -> None:
+        # One wrapper on the hot path: it marks the start and adds the vendor's headers.
+        async def send_with_headers(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send_with_headers(message)
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers += [pair for pair in COMMON_RAW_HEADERS if pair[0] not in present]
+                token = state.get("hsso_token")
+                if token and b"www-authenticate" not in present:
+                    headers.append((b"www-authenticate", f"HSSO {token}".encode("latin-1")))
+                message["headers"] = headers
+            await send(message)
 
         try:
-            await self.app(scope, self._limited(receive), tracking_send)
+            await self.app(scope, self._limited(receive), send_with_headers)
         except ClientDisconnect:
             # Nobody is left to answer; a client closing mid-request is no server error.
             logger.info("client left before its request was read: %s", scope["method"])
@@ -94,7 +102,7 @@ class VendorHttpMiddleware:
             # Answered here rather than by Starlette's ServerErrorMiddleware, which re-raises
             # so that uvicorn drops the connection a keep-alive client is about to reuse.
             logger.exception("unexpected error on %s %s", scope["method"], scope["path"])
-            await error_response(scope, InternalError())(scope, receive, tracking_send)
+            await error_response(scope, InternalError())(scope, receive, send_with_headers)
 
     def _too_large(self) -> BodyTooLarge:
         return BodyTooLarge(f"The request body is larger than {self.max_body_size} bytes.")
@@ -113,18 +121,3 @@ class VendorHttpMiddleware:
             return message
 
         return limited_receive
-
-    @staticmethod
-    def _with_headers(scope: Scope, send: Send) -> Send:
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", ()))
-                present = {name.lower() for name, _ in headers}
-                headers += [pair for pair in COMMON_RAW_HEADERS if pair[0] not in present]
-                token = scope["state"].get("hsso_token")
-                if token and b"www-authenticate" not in present:
-                    headers.append((b"www-authenticate", f"HSSO {token}".encode("latin-1")))
-                message["headers"] = headers
-            await send(message)
-
-        return send_with_headers
