@@ -110,14 +110,40 @@ class UnitRunner:
 
         A unit that fails leaves no trace as long as it raises before it writes, or writes with
         one statement (atomic by itself); one that writes more must ask for a `savepoint`.
-        `follow` is written in the same transaction whatever the unit's outcome; its failure is
-        logged and is not the unit's.
+        `follow` is written whatever the unit's outcome, before this returns: in the unit's
+        transaction, or where units run alone (PostgreSQL) with the grouped writes. Its failure
+        is logged and is not the unit's.
         """
+        if follow is not None and self._units_alone:
+            return await self._run_then_follow(unit, savepoint, follow)
         loop = asyncio.get_running_loop()
         item = _Item(loop, loop.create_future(), unit=unit, savepoint=savepoint, follow=follow)
         self._submit(item)
         result: T = await item.future
         return result
+
+    async def _run_then_follow(self, unit: Unit[T], savepoint: bool, follow: FollowUp) -> T:
+        # Where each unit has a transaction of its own (PostgreSQL), a follow-up there would cost
+        # its statements per unit; it joins the grouped writes instead, which share batches.
+        try:
+            result = await self.run(unit, savepoint=savepoint)
+        except Exception as exc:
+            await self._follow(follow, exc)
+            raise
+        await self._follow(follow, None)
+        return result
+
+    async def _follow(self, follow: FollowUp, error: Exception | None) -> None:
+        group, make = follow
+        try:
+            value = make(error)
+        except Exception:
+            logger.exception("a follow-up write could not be made")
+            return
+        try:
+            await self.run_grouped(group, value)
+        except Exception:
+            logger.exception("a follow-up write was lost")
 
     async def run_shared(self, key: object, unit: Unit[T]) -> T:
         """Run a read-only `unit`, or join a queued run of the same `key` that has not started.
