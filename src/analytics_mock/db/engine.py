@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -24,6 +26,21 @@ DEFAULT_TIMEOUT = 10.0
 RUNNER_BATCH = 128
 
 
+def _switch_to_wal(cursor: Any, timeout: float) -> None:
+    # Two processes opening a fresh file at once both try to switch it to WAL; SQLite answers
+    # the loser "database is locked" at once rather than through the busy handler (the wait
+    # could deadlock), so the wait is here.
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _sqlite_engine(url: URL, settings: Settings) -> Engine:
     if url.database not in (None, "", ":memory:"):
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -41,8 +58,8 @@ def _sqlite_engine(url: URL, settings: Settings) -> Engine:
         # Take transactions out of the driver's hands so that `begin` below decides their kind.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={settings.sqlite_busy_timeout_ms:d}")
+        _switch_to_wal(cursor, settings.sqlite_busy_timeout_ms / 1000)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
         cursor.close()
