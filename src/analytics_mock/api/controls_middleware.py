@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from analytics_mock.api.dependencies import runtime_of
 from analytics_mock.api.errors import error_response
 from analytics_mock.api.middleware import declared_length
 from analytics_mock.db.runner import FollowUp, Unit
@@ -228,7 +229,6 @@ async def run_last_unit(request: Request, unit: Unit[T], *, status: int = 200) -
 
     `status` is the call's answer when `unit` succeeds; a unit that raises answers its error's.
     """
-    runtime: Runtime = request.app.state.runtime
     recorder = request.scope.get("state", {}).get(_RECORDER)
     follow = recorder.follow_up(status) if isinstance(recorder, _CallRecorder) else None
-    return await runtime.db.run(unit, follow=follow)
+    return await runtime_of(request).db.run(unit, follow=follow)

@@ -66,6 +66,18 @@ def _settle(items: list[_Item]) -> None:
                 future.set_result(item.result)
 
 
+_UNMADE = object()
+
+
+def _follow_up_value(follow: FollowUp, error: BaseException | None) -> Any:
+    """The follow-up's value for the unit's outcome; `_UNMADE` (logged) if it cannot be made."""
+    try:
+        return follow[1](error)
+    except Exception:
+        logger.exception("a follow-up write could not be made")
+        return _UNMADE
+
+
 def _invalidated(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
@@ -134,14 +146,11 @@ class UnitRunner:
         return result
 
     async def _follow(self, follow: FollowUp, error: Exception | None) -> None:
-        group, make = follow
-        try:
-            value = make(error)
-        except Exception:
-            logger.exception("a follow-up write could not be made")
+        value = _follow_up_value(follow, error)
+        if value is _UNMADE:
             return
         try:
-            await self.run_grouped(group, value)
+            await self.run_grouped(follow[0], value)
         except Exception:
             logger.exception("a follow-up write was lost")
 
@@ -319,11 +328,9 @@ class UnitRunner:
                 continue
             self._run_unit(connection, item)
             if item.follow is not None:
-                group, make = item.follow
-                try:
-                    groups.setdefault(group, []).append((make(item.error), None))
-                except Exception:
-                    logger.exception("a follow-up write could not be made")
+                value = _follow_up_value(item.follow, item.error)
+                if value is not _UNMADE:
+                    groups.setdefault(item.follow[0], []).append((value, None))
         for group, members in groups.items():
             try:
                 with connection.begin_nested():
