@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Callable
 from pathlib import Path
@@ -205,6 +206,23 @@ async def test_each_call_is_journalled_once_with_the_status_it_answered(
     assert answers == [404, 400, 200, 200]
     assert [e["status"] for e in reversed(entries)] == answers
     assert [e["method"] for e in reversed(entries)] == ["PUT", "GET", "GET", "PUT"]
+
+
+async def test_concurrent_list_calls_share_a_read_and_each_is_journalled(
+    client: httpx.AsyncClient,
+) -> None:
+    # Calls of the same query that arrive together share one read; each keeps its own entry.
+    queries = [""] * 8 + ["page=1&pageSize=1"] * 4 + ["page=0"] * 2
+    answers = await asyncio.gather(
+        *(client.get(f"{SETTINGS_PATH}?{query}".rstrip("?"), headers=ADMIN) for query in queries)
+    )
+    assert [a.status_code for a in answers] == [200] * 12 + [400] * 2
+    assert all("pagination" in a.json() for a in answers[:12])
+    assert {a.json()["pagination"]["pageSize"] for a in answers[:12]} == {100, 1}
+    entries = await journal(client)
+    assert sorted((e["query"], e["status"]) for e in entries) == sorted(
+        (query, 400 if query == "page=0" else 200) for query in queries
+    )
 
 
 async def test_journal_filters_limit_and_clear(client: httpx.AsyncClient) -> None:

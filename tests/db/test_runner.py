@@ -168,6 +168,50 @@ async def test_shared_reads_run_once_for_callers_that_arrive_before_it_starts(
     assert len(runs) == 2
 
 
+async def test_each_caller_of_a_shared_run_has_its_follow_up_written_before_it_resumes(
+    db: Database,
+) -> None:
+    gate = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    runs: list[int] = []
+
+    def block(_connection: Connection) -> None:
+        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(timeout=5)
+
+    def read(connection: Connection) -> int:
+        runs.append(1)
+        return len(list(connection.execute(select(USERS.c.name))))
+
+    def group(connection: Connection, values: list[Any]) -> None:
+        for value in values:
+            add_user(value)(connection)
+
+    def follow(name: str) -> Any:
+        return group, lambda error: name if error is None else f"{name}-failed"
+
+    blockers = [asyncio.ensure_future(db.run(block)) for _ in range(runner_threads(db))]
+    await asyncio.sleep(0.1)
+    before = len(names(db))
+    readers = [
+        asyncio.ensure_future(db.run_shared("users", read, follow=follow(f"reader{i}")))
+        for i in range(5)
+    ]
+    await asyncio.sleep(0.05)
+    gate.set()
+    await asyncio.gather(*blockers)
+    results = await asyncio.gather(*readers)
+    # One read for all five; each resumes only once its own entry is committed.
+    assert len(runs) == 1 and set(results) == {before}
+    assert {f"reader{i}" for i in range(5)} <= names(db)
+
+    def refuse(_connection: Connection) -> int:
+        raise ObjectNotFound("no such object")
+
+    with pytest.raises(ObjectNotFound):
+        await db.run_shared("refused", refuse, follow=follow("late"))
+    assert "late-failed" in names(db)
+
+
 async def test_units_queued_together_run_in_parallel_on_postgresql(db: Database) -> None:
     if db.dialect == "sqlite":
         pytest.skip("SQLite has one runner thread")

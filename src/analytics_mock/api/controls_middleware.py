@@ -224,11 +224,18 @@ class _CallRecorder:
             pass
 
 
-async def run_last_unit(request: Request, unit: Unit[T], *, status: int = 200) -> T:
+async def run_last_unit(
+    request: Request, unit: Unit[T], *, status: int = 200, shared: object = None
+) -> T:
     """Run a call's last database work, with the call's journal entry in its transaction.
 
     `status` is the call's answer when `unit` succeeds; a unit that raises answers its error's.
+    A read-only `unit` may name a `shared` key: calls of that key that arrive together share
+    one run of it (`Database.run_shared`), each with its own journal entry.
     """
     recorder = request.scope.get("state", {}).get(_RECORDER)
     follow = recorder.follow_up(status) if isinstance(recorder, _CallRecorder) else None
-    return await runtime_of(request).db.run(unit, follow=follow)
+    db = runtime_of(request).db
+    if shared is not None:
+        return await db.run_shared(shared, unit, follow=follow)
+    return await db.run(unit, follow=follow)

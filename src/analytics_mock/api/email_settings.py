@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from analytics_mock.api.controls_middleware import run_last_unit
 from analytics_mock.api.dependencies import read_json, require_admin, runtime_of, validate_body
 from analytics_mock.api.openapi import json_request_body
 from analytics_mock.api.responses import error_responses
 from analytics_mock.api.routes import DirectRoute
+from analytics_mock.db.repositories import Executor
 from analytics_mock.errors import InvalidParameter
 from analytics_mock.query.filter_parser import QuerySyntaxError, parse_filter
 from analytics_mock.query.sql import OrderBySyntaxError, parse_order_by
@@ -124,15 +126,23 @@ def list_window(request: Request) -> service.ListWindow:
     responses={200: {"model": EmailSettingCollection}, **error_responses(400, 401, 403, 406, 412)},
     openapi_extra={"parameters": LIST_PARAMETERS},
 )
-async def list_email_settings(request: Request) -> JSONResponse:
+async def list_email_settings(request: Request) -> Response:
     """GET the Collections envelope of EmailSetting objects."""
     await require_admin(request)
     window = list_window(request)
     runtime = runtime_of(request)
-    body = await run_last_unit(
-        request, partial(service.list_settings, dialect=runtime.db.dialect, window=window)
-    )
-    return JSONResponse(body)
+    list_unit = partial(_rendered_list, dialect=runtime.db.dialect, window=window)
+    # The same query string is the same window: concurrent calls share one read of it, and
+    # one rendering of its body.
+    shared = ("list", request.scope.get("query_string", b""))
+    body = await run_last_unit(request, list_unit, shared=shared)
+    return Response(body, media_type="application/json")
+
+
+def _rendered_list(connection: Executor, dialect: str, window: service.ListWindow) -> bytes:
+    body = service.list_settings(connection, dialect, window)
+    # As JSONResponse renders.
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 @router.put(

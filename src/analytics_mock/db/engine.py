@@ -139,9 +139,9 @@ class Database:
         """Run one unit of work on the runner; returns after its transaction committed."""
         return await self.runner.run(unit, savepoint=savepoint, follow=follow)
 
-    async def run_shared(self, key: object, unit: Unit[T]) -> T:
+    async def run_shared(self, key: object, unit: Unit[T], *, follow: FollowUp | None = None) -> T:
         """Run a read-only unit, sharing one run among concurrent callers of the same `key`."""
-        return await self.runner.run_shared(key, unit)
+        return await self.runner.run_shared(key, unit, follow=follow)
 
     async def run_grouped(self, group: Group, value: object) -> None:
         """Queue a value for a grouped write (see `UnitRunner.run_grouped`)."""

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -46,7 +46,8 @@ class _Item:
     future: asyncio.Future[Any]
     unit: Unit[Any] | None = None
     savepoint: bool = False
-    follow: FollowUp | None = None
+    # One for each caller: a shared read's joiners bring theirs.
+    follows: list[FollowUp] = field(default_factory=list)
     group: Group | None = None
     value: Any = None
     shared_key: object = None
@@ -127,18 +128,20 @@ class UnitRunner:
         is logged and is not the unit's.
         """
         if follow is not None and self._units_alone:
-            return await self._run_then_follow(unit, savepoint, follow)
+            return await self._run_then_follow(self.run(unit, savepoint=savepoint), follow)
         loop = asyncio.get_running_loop()
-        item = _Item(loop, loop.create_future(), unit=unit, savepoint=savepoint, follow=follow)
+        item = _Item(loop, loop.create_future(), unit=unit, savepoint=savepoint)
+        if follow is not None:
+            item.follows.append(follow)
         self._submit(item)
         result: T = await item.future
         return result
 
-    async def _run_then_follow(self, unit: Unit[T], savepoint: bool, follow: FollowUp) -> T:
+    async def _run_then_follow(self, running: Awaitable[T], follow: FollowUp) -> T:
         # Where each unit has a transaction of its own (PostgreSQL), a follow-up there would cost
         # its statements per unit; it joins the grouped writes instead, which share batches.
         try:
-            result = await self.run(unit, savepoint=savepoint)
+            result = await running
         except Exception as exc:
             await self._follow(follow, exc)
             raise
@@ -154,12 +157,15 @@ class UnitRunner:
         except Exception:
             logger.exception("a follow-up write was lost")
 
-    async def run_shared(self, key: object, unit: Unit[T]) -> T:
+    async def run_shared(self, key: object, unit: Unit[T], *, follow: FollowUp | None = None) -> T:
         """Run a read-only `unit`, or join a queued run of the same `key` that has not started.
 
         A run that has not started yet reads after every caller that joins it arrived, so each
-        of them still sees every write that committed before its call.
+        of them still sees every write that committed before its call. Each caller's `follow`
+        is written as `run` writes it, made from the shared outcome.
         """
+        if follow is not None and self._units_alone:
+            return await self._run_then_follow(self.run_shared(key, unit), follow)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         with self._cond:
@@ -171,6 +177,8 @@ class UnitRunner:
             else:
                 # Still queued (taken items leave `_shared` under this lock), so it runs later.
                 item.joiners.append(future)
+            if follow is not None:
+                item.follows.append(follow)
         return await future
 
     async def run_grouped(self, group: Group, value: object) -> None:
@@ -298,7 +306,7 @@ class UnitRunner:
                 for item in items:
                     # A unit's own error says more than the failed commit that followed it.
                     item.result, item.error = None, item.error or exc
-                    if item.follow is not None:
+                    for _ in item.follows:
                         logger.error("a follow-up write was lost with its transaction")
                 return connection
         return connection
@@ -327,10 +335,10 @@ class UnitRunner:
                 groups.setdefault(item.group, []).append((item.value, item))
                 continue
             self._run_unit(connection, item)
-            if item.follow is not None:
-                value = _follow_up_value(item.follow, item.error)
+            for follow in item.follows:
+                value = _follow_up_value(follow, item.error)
                 if value is not _UNMADE:
-                    groups.setdefault(item.follow[0], []).append((value, None))
+                    groups.setdefault(follow[0], []).append((value, None))
         for group, members in groups.items():
             try:
                 with connection.begin_nested():
