@@ -15,6 +15,10 @@ _BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{
 
 def is_ip_address(value: str) -> bool:
     """Whether `value` is an IPv4 or IPv6 literal (no brackets)."""
+    # Only digits and dots can make IPv4, and IPv6 needs a colon: a host name (the usual value)
+    # is told apart without the two failed parses and their exceptions.
+    if ":" not in value and not value.replace(".", "").isdigit():
+        return False
     try:
         ipaddress.ip_address(value)
     except ValueError:
