@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from analytics_mock.api.dependencies import runtime_of
+from analytics_mock.api.dependencies import PARSED_BODY, runtime_of
 from analytics_mock.api.errors import error_response
 from analytics_mock.api.middleware import declared_length
 from analytics_mock.db.runner import FollowUp, Unit
@@ -74,7 +74,17 @@ class ControlsMiddleware:
             await self.app(scope, receive, send)
             return
         call = _CallRecorder(self.runtime, scope, receive, send)
-        scope.setdefault("state", {})[_RECORDER] = call
+        state = scope.setdefault("state", {})
+        state[_RECORDER] = call
+        try:
+            await self._serve(scope, receive, call)
+        finally:
+            # The recorder holds the scope: left there, every call would end as a reference
+            # cycle, which only the cycle collector frees (and the more it has to, the more
+            # often it runs over every young object).
+            del state[_RECORDER]
+
+    async def _serve(self, scope: Scope, receive: Receive, call: _CallRecorder) -> None:
         try:
             # Every call reads the switches; calls that arrive together share one read.
             snapshot = await self.runtime.db.run_shared("controls", self.runtime.controls.current)
@@ -202,13 +212,17 @@ class _CallRecorder:
 
     def _call(self, status: int) -> Call:
         scope = self.scope
+        raw = bytes(self._body)
+        # The endpoint's parse of the same bytes, when it made one, saves parsing them again.
+        parsed = scope.get("state", {}).get(PARSED_BODY)
+        body = redact_body(raw, parsed[1]) if parsed and parsed[0] == raw else redact_body(raw)
         return Call(
             started=self.started,
             method=scope["method"],
             path=storable(scope["path"]),
             query=storable(redact_text(scope.get("query_string", b"").decode("latin-1"))),
             headers=redact_headers(scope["headers"]),
-            body=redact_body(bytes(self._body)),
+            body=body,
             status=status,
             duration_ms=self._elapsed_ms(),
         )

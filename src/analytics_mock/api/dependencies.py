@@ -96,11 +96,18 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# Where `read_json` leaves the body it parsed, with its bytes, for the journal to redact.
+PARSED_BODY = "analytics_mock.parsed_body"
+
+
 async def read_json(request: Request) -> object:
     """The parsed JSON body; call it only once the caller is known to be allowed."""
     if not is_json_content_type(request.headers.get("content-type")):
         raise UnsupportedMediaType("The Content-Type of the request must be application/json.")
-    return parse_json(await request.body())
+    raw = await request.body()
+    document = parse_json(raw)
+    request.scope.setdefault("state", {})[PARSED_BODY] = (raw, document)
+    return document
 
 
 def parse_json(raw: bytes) -> object:

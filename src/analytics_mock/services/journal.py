@@ -26,6 +26,8 @@ _MAX_BODY = 64 * 1024
 
 def storable(text: str) -> str:
     """`text` as any database stores it: no NUL, no lone surrogate (both shown escaped)."""
+    if text.isascii() and "\x00" not in text:  # the usual case: nothing to escape
+        return text
     return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
@@ -54,15 +56,21 @@ def _redact_json(value: Any) -> Any:
     return value
 
 
-def redact_body(raw: bytes) -> str | None:
-    """The body as text with every `password` member masked; None when there was none."""
+_UNPARSED = object()
+
+
+def redact_body(raw: bytes, document: Any = _UNPARSED) -> str | None:
+    """The body as text with every `password` member masked; None when there was none.
+
+    `document` is `raw` already parsed as JSON, when the caller has it.
+    """
     if not raw:
         return None
-    text = raw[:_MAX_BODY].decode("utf-8", errors="replace")
-    try:
-        document = json.loads(raw)
-    except (ValueError, RecursionError):
-        return storable(redact_text(text))
+    if document is _UNPARSED:
+        try:
+            document = json.loads(raw)
+        except (ValueError, RecursionError):
+            return storable(redact_text(raw[:_MAX_BODY].decode("utf-8", errors="replace")))
     return storable(json.dumps(_redact_json(document), ensure_ascii=False)[:_MAX_BODY])
 
 
