@@ -6,6 +6,7 @@ waits, and are always stopped (SIGKILL at the end of the grace) when a test ends
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import signal
@@ -24,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from analytics_mock import tls
-from analytics_mock.serving import export_settings
+from analytics_mock.serving import COLLECT_EVERY, export_settings, settle_collector
 from analytics_mock.settings import Settings
 from tests import servers
 from tests.helpers import ADMIN, SETTINGS_PATH
@@ -376,3 +377,17 @@ def test_exported_settings_read_back_the_same(
         if hasattr(mine, "get_secret_value"):
             mine, theirs = mine.get_secret_value(), theirs.get_secret_value()
         assert theirs == mine, name
+
+
+def test_the_collector_is_set_for_serving() -> None:
+    threshold, enabled = gc.get_threshold(), gc.isenabled()
+    try:
+        settle_collector()
+        assert gc.isenabled() and gc.get_threshold()[0] == COLLECT_EVERY
+        # What existed when serving began is left out of every collection.
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+        if not enabled:
+            gc.disable()
