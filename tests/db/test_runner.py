@@ -119,6 +119,41 @@ async def test_a_failed_group_does_not_undo_the_units(db: Database) -> None:
     assert "kept" in names(db)
 
 
+async def test_a_group_alone_that_fails_leaves_none_of_its_writes(db: Database) -> None:
+    def half_then_fail(connection: Connection, values: list[Any]) -> None:
+        add_user(values[0])(connection)
+        raise RuntimeError("second write refused")
+
+    with pytest.raises(RuntimeError, match="second write refused"):
+        await db.run_grouped(half_then_fail, "half")
+    assert "half" not in names(db)
+    # The runner's connection is clean for the next batch.
+    await db.run(add_user("after"))
+    assert "after" in names(db)
+
+
+def in_transaction(connection: Connection) -> bool:
+    """Whether the driver connection is inside a transaction right after a statement."""
+    connection.execute(text("SELECT 1"))
+    driver: Any = connection.connection.driver_connection
+    if hasattr(driver, "in_transaction"):  # sqlite3
+        return bool(driver.in_transaction)
+    return bool(driver.info.transaction_status != 0)  # psycopg: 0 is IDLE
+
+
+async def test_shared_reads_run_without_a_transaction_only_where_units_run_alone(
+    db: Database,
+) -> None:
+    # On PostgreSQL a shared read is a batch of its own: BEGIN and COMMIT would only double
+    # its round trips. On SQLite it shares its batch's transaction with the writes.
+    reads = [await db.run_shared(("tx", i), in_transaction) for i in range(3)]
+    assert reads == [db.dialect == "sqlite"] * 3
+    # The units after it are transactions again, on every runner thread.
+    units = await asyncio.gather(*(db.run(in_transaction) for _ in range(8)))
+    assert units == [True] * 8
+    assert await db.run_shared(("tx", "again"), in_transaction) == (db.dialect == "sqlite")
+
+
 async def test_a_cancelled_caller_does_not_stop_the_runner(db: Database) -> None:
     def slow(connection: Connection) -> None:
         connection.execute(text("SELECT 1"))

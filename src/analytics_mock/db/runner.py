@@ -56,6 +56,11 @@ class _Item:
     error: BaseException | None = field(default=None)
 
 
+def _one_read(items: list[_Item]) -> bool:
+    """Whether a batch is a shared read alone (read-only, as `run_shared` requires)."""
+    return len(items) == 1 and items[0].shared_key is not None
+
+
 def _settle(items: list[_Item]) -> None:
     for item in items:
         for future in (item.future, *item.joiners):
@@ -277,6 +282,7 @@ class UnitRunner:
             try:
                 if connection is None:
                     connection = self._engine.connect()
+                self._set_autocommit(connection, self._units_alone and _one_read(items))
                 with contextlib.ExitStack() as stack:
                     if self._write_lock is not None:
                         stack.enter_context(self._write_lock)
@@ -312,6 +318,16 @@ class UnitRunner:
         return connection
 
     @staticmethod
+    def _set_autocommit(connection: Connection, on: bool) -> None:
+        # A shared read where units run alone (PostgreSQL) needs no transaction: under READ
+        # COMMITTED each statement reads its own snapshot either way, and BEGIN and COMMIT
+        # would double its round trips.
+        options = connection.get_execution_options()
+        if (options.get("isolation_level") == "AUTOCOMMIT") != on:
+            level = "AUTOCOMMIT" if on else connection.default_isolation_level
+            connection.execution_options(isolation_level=level)
+
+    @staticmethod
     def _run_unit(connection: Connection, item: _Item) -> None:
         assert item.unit is not None
         try:
@@ -339,7 +355,13 @@ class UnitRunner:
                 value = _follow_up_value(follow, item.error)
                 if value is not _UNMADE:
                     groups.setdefault(follow[0], []).append((value, None))
+        # A group alone in its transaction needs no savepoint (two round trips on PostgreSQL):
+        # its failure rolls the whole transaction back, and fails only its own members.
+        alone = len(groups) == 1 and all(item.unit is None for item in items)
         for group, members in groups.items():
+            if alone:
+                group(connection, [value for value, _ in members])
+                continue
             try:
                 with connection.begin_nested():
                     group(connection, [value for value, _ in members])
