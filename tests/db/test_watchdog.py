@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import tracemalloc
 
 from analytics_mock.db.watchdog import Watchdog
 
@@ -87,3 +88,32 @@ def test_many_guards_fire_in_deadline_order() -> None:
         for a, b in pairs:
             a.close()
             b.close()
+
+
+def test_finished_guards_keep_no_memory_until_their_deadline() -> None:
+    watchdog = Watchdog()
+    ours, theirs = socket.socketpair()
+    connection = FakeConnection(ours)
+    try:
+        for _ in range(100):
+            with watchdog.guard(connection, 60):
+                pass
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            # A busy server's units, each done long before its 60 s deadline.
+            for _ in range(10_000):
+                with watchdog.guard(connection, 60):
+                    pass
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert grown < 50_000, grown  # kept until their deadlines, they took about 1 MB
+        # An overrun behind finished guards still fires.
+        with watchdog.guard(connection, 0.2) as guard:
+            assert ours.recv(16) == b""
+        assert guard is not None and guard.fired
+    finally:
+        watchdog.close()
+        ours.close()
+        theirs.close()

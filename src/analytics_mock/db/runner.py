@@ -56,6 +56,10 @@ class _Item:
     error: BaseException | None = field(default=None)
 
 
+# In a connection's `info`: whether the runner set its driver connection to autocommit.
+_AUTOCOMMIT = "analytics_mock.autocommit"
+
+
 def _one_read(items: list[_Item]) -> bool:
     """Whether a batch is a shared read alone (read-only, as `run_shared` requires)."""
     return len(items) == 1 and items[0].shared_key is not None
@@ -272,7 +276,7 @@ class UnitRunner:
                         loop.call_soon_threadsafe(_settle, settled)
         finally:
             if connection is not None:
-                connection.close()
+                self._release(connection)
 
     def _execute(self, connection: Connection | None, items: list[_Item]) -> Connection | None:
         """Run one batch, retrying once on a fresh connection if a stale one failed early."""
@@ -299,7 +303,7 @@ class UnitRunner:
             except Exception as exc:
                 stale = connection is not None and (connection.invalidated or _invalidated(exc))
                 if stale and connection is not None:
-                    connection.close()
+                    self._release(connection)
                     connection = None
                 # Before the commit nothing took effect, so the batch can run again as it was;
                 # not after a deadline, which is spent.
@@ -321,11 +325,27 @@ class UnitRunner:
     def _set_autocommit(connection: Connection, on: bool) -> None:
         # A shared read where units run alone (PostgreSQL) needs no transaction: under READ
         # COMMITTED each statement reads its own snapshot either way, and BEGIN and COMMIT
-        # would double its round trips.
-        options = connection.get_execution_options()
-        if (options.get("isolation_level") == "AUTOCOMMIT") != on:
-            level = "AUTOCOMMIT" if on else connection.default_isolation_level
-            connection.execution_options(isolation_level=level)
+        # would double its round trips. Set on the driver's connection: SQLAlchemy's
+        # `execution_options(isolation_level=...)` adds a reset callback per call to a
+        # connection the runner never gives back, so its list would grow without end.
+        if connection.info.get(_AUTOCOMMIT, False) == on:
+            return
+        dbapi_connection = connection.connection.dbapi_connection
+        assert dbapi_connection is not None  # a checked-out, valid connection
+        if on:
+            connection.dialect.set_isolation_level(dbapi_connection, "AUTOCOMMIT")
+        else:
+            connection.dialect.reset_isolation_level(dbapi_connection)
+        connection.info[_AUTOCOMMIT] = on
+
+    def _release(self, connection: Connection) -> None:
+        """Give the connection back to the pool as the pool handed it out."""
+        try:
+            if not connection.invalidated:
+                self._set_autocommit(connection, False)
+        except Exception:
+            connection.invalidate()
+        connection.close()
 
     @staticmethod
     def _run_unit(connection: Connection, item: _Item) -> None:
