@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import threading
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -48,6 +48,36 @@ def runner_threads(db: Database) -> int:
 def names(db: Database) -> set[str]:
     with db.session() as session:
         return set(session.scalars(select(UserRow.name)))
+
+
+@contextlib.asynccontextmanager
+async def runner_threads_held(db: Database) -> AsyncIterator[None]:
+    """Every runner thread busy for the block, so the work submitted in it queues up together."""
+    gate = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def block(_connection: Connection) -> None:
+        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(timeout=5)
+
+    blockers = [asyncio.ensure_future(db.run(block)) for _ in range(runner_threads(db))]
+    await asyncio.sleep(0.1)
+    try:
+        yield
+        await asyncio.sleep(0.05)  # what the block submitted reaches the queue
+    finally:
+        gate.set()
+        await asyncio.gather(*blockers)
+
+
+class UserCount:
+    """A read-only unit that counts the users, and how many times it ran."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def __call__(self, connection: Connection) -> int:
+        self.runs += 1
+        return len(list(connection.execute(select(USERS.c.name))))
 
 
 async def test_concurrent_units_share_one_commit(db: Database) -> None:
@@ -208,46 +238,23 @@ async def test_a_closed_runner_starts_again_on_new_work(db: Database) -> None:
 async def test_shared_reads_run_once_for_callers_that_arrive_before_it_starts(
     db: Database,
 ) -> None:
-    gate = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    runs: list[int] = []
-
-    def block(_connection: Connection) -> None:
-        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(timeout=5)
-
-    def read(connection: Connection) -> int:
-        runs.append(1)
-        return len(list(connection.execute(select(USERS.c.name))))
-
+    read = UserCount()
     # Every runner thread busy (PostgreSQL has several), so the readers queue up behind.
-    blockers = [asyncio.ensure_future(db.run(block)) for _ in range(runner_threads(db))]
-    await asyncio.sleep(0.1)
-    readers = [asyncio.ensure_future(db.run_shared("users", read)) for _ in range(10)]
-    readers[0].cancel()  # one caller leaving does not cancel the others
-    await asyncio.sleep(0.05)
-    gate.set()
-    await asyncio.gather(*blockers)
+    async with runner_threads_held(db):
+        readers = [asyncio.ensure_future(db.run_shared("users", read)) for _ in range(10)]
+        readers[0].cancel()  # one caller leaving does not cancel the others
     results = await asyncio.gather(*readers[1:])
-    assert len(runs) == 1 and len(set(results)) == 1
+    assert read.runs == 1 and len(set(results)) == 1
     # A write acknowledged before the next call is seen by it: a new run, not the old result.
     await db.run(add_user("new"))
     assert await db.run_shared("users", read) == results[0] + 1
-    assert len(runs) == 2
+    assert read.runs == 2
 
 
 async def test_each_caller_of_a_shared_run_has_its_follow_up_written_before_it_resumes(
     db: Database,
 ) -> None:
-    gate = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    runs: list[int] = []
-
-    def block(_connection: Connection) -> None:
-        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(timeout=5)
-
-    def read(connection: Connection) -> int:
-        runs.append(1)
-        return len(list(connection.execute(select(USERS.c.name))))
+    read = UserCount()
 
     def group(connection: Connection, values: list[Any]) -> None:
         for value in values:
@@ -256,19 +263,15 @@ async def test_each_caller_of_a_shared_run_has_its_follow_up_written_before_it_r
     def follow(name: str) -> Any:
         return group, lambda error: name if error is None else f"{name}-failed"
 
-    blockers = [asyncio.ensure_future(db.run(block)) for _ in range(runner_threads(db))]
-    await asyncio.sleep(0.1)
-    before = len(names(db))
-    readers = [
-        asyncio.ensure_future(db.run_shared("users", read, follow=follow(f"reader{i}")))
-        for i in range(5)
-    ]
-    await asyncio.sleep(0.05)
-    gate.set()
-    await asyncio.gather(*blockers)
+    async with runner_threads_held(db):
+        before = len(names(db))
+        readers = [
+            asyncio.ensure_future(db.run_shared("users", read, follow=follow(f"reader{i}")))
+            for i in range(5)
+        ]
     results = await asyncio.gather(*readers)
     # One read for all five; each resumes only once its own entry is committed.
-    assert len(runs) == 1 and set(results) == {before}
+    assert read.runs == 1 and set(results) == {before}
     assert {f"reader{i}" for i in range(5)} <= names(db)
 
     def refuse(_connection: Connection) -> int:
@@ -303,23 +306,13 @@ async def test_a_failed_statement_spoils_no_other_unit_or_group(db: Database) ->
     def group(_connection: Connection, values: list[Any]) -> None:
         written.extend(values)
 
-    gate = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def block(_connection: Connection) -> None:
-        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(timeout=5)
-
     # Every runner thread held, so the three below are queued together, in this order.
-    blockers = [asyncio.ensure_future(db.run(block)) for _ in range(runner_threads(db))]
-    await asyncio.sleep(0.1)
-    calls = [
-        asyncio.ensure_future(db.run(broken)),
-        asyncio.ensure_future(db.run_grouped(group, "entry")),
-        asyncio.ensure_future(db.run(add_user("fine"))),
-    ]
-    await asyncio.sleep(0.05)
-    gate.set()
-    await asyncio.gather(*blockers)
+    async with runner_threads_held(db):
+        calls = [
+            asyncio.ensure_future(db.run(broken)),
+            asyncio.ensure_future(db.run_grouped(group, "entry")),
+            asyncio.ensure_future(db.run(add_user("fine"))),
+        ]
     results = await asyncio.gather(*calls, return_exceptions=True)
     assert "no_such_table" in str(results[0])
     assert results[1] is None and results[2] is None

@@ -93,9 +93,7 @@ class Watchdog:
                 # Finished guards leave as they finish: left for the watchdog, which wakes at
                 # the first deadline, a busy server's would pile up for the whole deadline
                 # (thousands a second). Guards mostly finish in the order they began.
-                heap = self._heap
-                while heap and not heap[0].active:
-                    heapq.heappop(heap)
+                self._drop_finished()
 
     def close(self) -> None:
         """Stop the thread; a later guard starts a new one."""
@@ -110,6 +108,12 @@ class Watchdog:
             if any(entry.active for entry in self._heap):
                 self._start()
 
+    def _drop_finished(self) -> None:
+        # Under the lock. Only the top is looked at: a finished guard behind an active one
+        # leaves once the guards before it have.
+        while self._heap and not self._heap[0].active:
+            heapq.heappop(self._heap)
+
     def _start(self) -> None:
         if self._thread is None and not self._closed:
             self._thread = threading.Thread(
@@ -121,8 +125,7 @@ class Watchdog:
         me = threading.current_thread()
         with self._lock:
             while not self._closed and self._thread is me:
-                while self._heap and not self._heap[0].active:
-                    heapq.heappop(self._heap)
+                self._drop_finished()
                 if not self._heap:
                     self._lock.wait()
                     continue
