@@ -2,8 +2,9 @@
 
     python benchmarks/run.py [--postgres-url URL] [--runs 3] [--duration 10] [--quick]
 
-Run it with the Python that has analytics-mock installed (the project's venv). It needs `wrk` on
-the PATH and `taskset` for CPU pinning (util-linux), and uses only 127.0.0.1.
+Run it with the Python that has analytics-mock installed (the project's venv). It needs `wrk`
+(installed with apt-get when missing and run as root) and `taskset` for CPU pinning
+(util-linux), and uses only 127.0.0.1.
 
 One invocation, `--runs` times over:
 
@@ -55,6 +56,10 @@ AUTH = "Basic " + base64.b64encode(b"system:manager").decode()
 LIST_PATH = "/Analytics/v1/objects/EmailServerSettings"
 PUT_PATH = LIST_PATH + "/mailServerSetting%230"
 PUT_BODY = '{"hostname": "bench.example.com", "portNumber": 2525}'
+# wrk's PUTs alternate between this and PUT_BODY, so every PUT changes the stored object: a real
+# UPDATE per call. A repeated identical body would change nothing after the first call, and the
+# server rightly writes no unchanged row, so it would measure a lighter PUT than clients send.
+PUT_BODY_OTHER = '{"hostname": "bench.example.com", "portNumber": 2526}'
 CONNECTIONS = (16, 64)
 SCENARIOS = [(method, c) for method in ("PUT", "GET") for c in CONNECTIONS]
 # Servers measured for comparison only: the raw floor and the same work through FastAPI.
@@ -95,9 +100,14 @@ end
 """
 LUA_PUT = f"""
 wrk.method = "PUT"
-wrk.body = '{PUT_BODY}'
 wrk.headers["Authorization"] = "{AUTH}"
 wrk.headers["Content-Type"] = "application/json"
+local bodies = {{'{PUT_BODY}', '{PUT_BODY_OTHER}'}}
+local sent = 0
+request = function()
+  sent = sent + 1
+  return wrk.format(nil, nil, nil, bodies[sent % 2 + 1])
+end
 """
 LUA_GET = f"""
 wrk.method = "GET"
@@ -632,10 +642,28 @@ def uvicorn_options_note() -> str:
     )
 
 
+def install_wrk() -> None:
+    """Install wrk from the system's packages (Debian's apt-get, as root), or say why not."""
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        raise BenchError("wrk is not on the PATH and cannot be installed here: apt-get install wrk")
+    print("wrk is missing: installing it with apt-get", file=sys.stderr, flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", "wrk"]):
+        done = subprocess.run(  # noqa: S603 - our own command line
+            command, capture_output=True, text=True, env=env, check=False
+        )
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
+            raise BenchError(f"{' '.join(command)} failed: {' '.join(tail)}")
+    if shutil.which("wrk") is None:
+        raise BenchError("apt-get installed no wrk on the PATH")
+
+
 def preflight(postgres_url: str | None) -> None:
     """Fail before any measurement when a tool, the package or the PostgreSQL server is missing."""
     if shutil.which("wrk") is None:
-        raise BenchError("wrk is not on the PATH (Debian: apt-get install wrk)")
+        install_wrk()
     try:
         import analytics_mock  # noqa: F401, PLC0415
     except ImportError:
