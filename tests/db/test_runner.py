@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, event, insert, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from analytics_mock.db.engine import Database, create_database_engine
 from analytics_mock.db.migrate import upgrade_to_head
@@ -81,9 +81,12 @@ class UserCount:
 
 
 async def test_concurrent_units_share_one_commit(db: Database) -> None:
+    # Every runner thread started (a thread that starts takes what is queued at once).
+    await asyncio.gather(*(db.run(add_user(f"warm{i}")) for i in range(8)))
+    await asyncio.sleep(0.1)
     commits: list[int] = []
     event.listen(db.engine, "commit", lambda _conn: commits.append(1))
-    # Queued while the runner's one connection is busy, the next 20 go into one batch.
+    # Queued while a batch of units runs, the next 20 go into one batch.
     gate = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -98,10 +101,7 @@ async def test_concurrent_units_share_one_commit(db: Database) -> None:
     await asyncio.gather(first, *rest)
     runner_commits = len(commits)
     assert {f"u{i}" for i in range(20)} <= names(db)
-    if db.dialect == "sqlite":
-        assert runner_commits == 2  # one for the blocker, one for the twenty
-    else:
-        assert runner_commits == 21  # PostgreSQL: one unit per transaction, in parallel
+    assert runner_commits == 2  # one for the blocker, one for the twenty
 
 
 async def test_a_failed_unit_fails_alone(db: Database) -> None:
@@ -282,22 +282,49 @@ async def test_each_caller_of_a_shared_run_has_its_follow_up_written_before_it_r
     assert "late-failed" in names(db)
 
 
-async def test_units_queued_together_run_in_parallel_on_postgresql(db: Database) -> None:
+async def test_on_postgresql_reads_run_beside_units_and_units_take_turns(db: Database) -> None:
     if db.dialect == "sqlite":
         pytest.skip("SQLite has one runner thread")
-    # Four units that each wait for all four to have started: only parallel threads finish.
-    started = threading.Barrier(4, timeout=5)
     await asyncio.gather(*(db.run(add_user(f"warm{i}")) for i in range(8)))
     await asyncio.sleep(0.1)  # every runner thread started and now idle, waiting to be woken
+    gate = threading.Event()
+    order: list[str] = []
 
-    def meet(_connection: Connection) -> None:
-        started.wait()
+    def first(_connection: Connection) -> None:
+        gate.wait(timeout=5)
+        order.append("first")
 
-    await asyncio.gather(*(db.run(meet) for _ in range(4)))
+    def second(_connection: Connection) -> None:
+        order.append("second")
+
+    running = asyncio.ensure_future(db.run(first))
+    await asyncio.sleep(0.1)
+    waiting = asyncio.ensure_future(db.run(second))
+    # A read needs no turn: it answers on another thread while the first unit still runs.
+    assert await asyncio.wait_for(db.run_shared("beside", UserCount()), 5) >= 8
+    await asyncio.sleep(0.1)
+    # A second batch of units waits for the first to end, so the two never hold row locks
+    # that each waits on.
+    assert order == [] and not waiting.done()
+    gate.set()
+    await asyncio.gather(running, waiting)
+    assert order == ["first", "second"]
+
+
+def add_users(_connection: Connection, values: list[Any]) -> None:
+    """A group that adds a user for each value."""
+    for value in values:
+        add_user(value)(_connection)
+
+
+def outcome(name: str) -> Any:
+    """A follow-up that adds a user named after its unit's outcome."""
+    return add_users, lambda error: name if error is None else f"{name}-{type(error).__name__}"
 
 
 async def test_a_failed_statement_spoils_no_other_unit_or_group(db: Database) -> None:
-    # On PostgreSQL a failed statement aborts its whole transaction; on SQLite it fails alone.
+    # On PostgreSQL a failed statement aborts its whole transaction (the batch runs again, one
+    # item at a time); on SQLite it fails alone.
     def broken(connection: Connection) -> None:
         connection.execute(text("SELECT * FROM no_such_table"))
 
@@ -306,18 +333,44 @@ async def test_a_failed_statement_spoils_no_other_unit_or_group(db: Database) ->
     def group(_connection: Connection, values: list[Any]) -> None:
         written.extend(values)
 
-    # Every runner thread held, so the three below are queued together, in this order.
+    # Every runner thread held, so the ones below are queued together, in this order.
     async with runner_threads_held(db):
         calls = [
-            asyncio.ensure_future(db.run(broken)),
+            asyncio.ensure_future(db.run(add_user("before"), follow=outcome("before-entry"))),
+            asyncio.ensure_future(db.run(broken, follow=outcome("broken-entry"))),
             asyncio.ensure_future(db.run_grouped(group, "entry")),
             asyncio.ensure_future(db.run(add_user("fine"))),
         ]
     results = await asyncio.gather(*calls, return_exceptions=True)
-    assert "no_such_table" in str(results[0])
-    assert results[1] is None and results[2] is None
+    assert "no_such_table" in str(results[1])
+    assert results[0] is None and results[2] is None and results[3] is None
     assert written == ["entry"]
-    assert "fine" in names(db)
+    assert {"before", "before-entry", "fine"} <= names(db)
+    # SQLite calls it an OperationalError, PostgreSQL a ProgrammingError.
+    assert any(name.startswith("broken-entry-") and "Error" in name for name in names(db))
+
+
+async def test_a_unit_that_hides_a_failed_statement_is_not_acknowledged(db: Database) -> None:
+    # PostgreSQL aborts the transaction of a failed statement, caught or not, and would roll
+    # back a COMMIT of it without an error: such a unit must fail, and fail alone.
+    def hiding(connection: Connection) -> str:
+        add_user("hidden")(connection)
+        with contextlib.suppress(DBAPIError):
+            connection.execute(text("SELECT * FROM no_such_table"))
+        return "done"
+
+    async with runner_threads_held(db):
+        # Last in its batch: no later statement of the batch fails on the aborted transaction.
+        calls = [
+            asyncio.ensure_future(db.run(add_user("first"))),
+            asyncio.ensure_future(db.run(hiding)),
+        ]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert results[0] is None and "first" in names(db)
+    if db.dialect == "sqlite":
+        assert results[1] == "done" and "hidden" in names(db)
+    else:
+        assert isinstance(results[1], Exception) and "hidden" not in names(db)
 
 
 async def test_a_follow_up_is_made_from_the_units_outcome_and_committed_with_it(
@@ -344,9 +397,7 @@ async def test_a_follow_up_is_made_from_the_units_outcome_and_committed_with_it(
     await db.run(add_user("done"), follow=(group, make("after-done")))
     with pytest.raises(ObjectNotFound):
         await db.run(refuse, follow=(group, make("after-refuse")))
-    # On SQLite each follow-up rides its unit's transaction; on PostgreSQL, where each unit has
-    # a transaction of its own, it joins the grouped writes, still before the caller resumes.
-    assert len(commits) == (2 if db.dialect == "sqlite" else 4)
+    assert len(commits) == 2  # each follow-up rode its unit's transaction
     assert {"done", "after-done", "after-refuse-ObjectNotFound"} <= names(db)
     assert outcomes[0] is None and isinstance(outcomes[1], ObjectNotFound)
 

@@ -22,7 +22,7 @@ from analytics_mock.settings import Settings
 T = TypeVar("T")
 # Seconds a unit of database work may take on PostgreSQL before its connection is cut.
 DEFAULT_TIMEOUT = 10.0
-# Units one SQLite batch may hold: enough for every connection of a busy client pool.
+# Units one batch may hold: enough for every connection of a busy client pool.
 RUNNER_BATCH = 128
 
 
@@ -122,7 +122,7 @@ class Database:
             engine,
             # One writer is all SQLite allows, and batching is what makes it fast.
             threads=1 if sqlite else 4,
-            units_per_batch=RUNNER_BATCH if sqlite else 1,
+            units_per_batch=RUNNER_BATCH,
             write_lock=self._write_lock,
             watchdog=self.watchdog,
             deadline=timeout,

@@ -7,6 +7,13 @@ long-lived connections take whatever units are queued and run them in one transa
 that writes several statements in a savepoint of its own, so a failed unit leaves no trace),
 apply the grouped writes (journal entries) in one statement, and commit once. A caller's await
 returns only after that commit: an acknowledged write is on disk in the database's own sense.
+
+On PostgreSQL a failed statement aborts the whole transaction, where SQLite's fails alone. A
+savepoint around every unit would cost two round trips each, so a batch runs without them, and
+one that the database aborted (a unit's failed statement, a failed group, a deadlock) is rolled
+back whole and run again one item at a time, each unit then in a savepoint: every unit and group
+ends as it would have alone. Batches that hold units take turns, so the runner's own
+transactions never wait on each other's row locks in a cycle.
 """
 
 from __future__ import annotations
@@ -88,8 +95,32 @@ def _follow_up_value(follow: FollowUp, error: BaseException | None) -> Any:
         return _UNMADE
 
 
+def _fail(items: list[_Item], exc: BaseException) -> None:
+    """Mark every item of a batch whose transaction did not commit as failed."""
+    for item in items:
+        # A unit's own error says more than the failed commit that followed it.
+        item.result, item.error = None, item.error or exc
+        for _ in item.follows:
+            logger.error("a follow-up write was lost with its transaction")
+
+
 def _invalidated(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+# libpq's PQTRANS_INERROR, as psycopg (and psycopg2) report a connection's transaction status.
+_PQTRANS_INERROR = 3
+
+
+def _transaction_aborted(connection: Connection) -> bool:
+    """Whether the database has aborted the open transaction (PostgreSQL, after an error)."""
+    info = getattr(connection.connection.dbapi_connection, "info", None)
+    status = getattr(info, "transaction_status", None)
+    return status is not None and int(status) == _PQTRANS_INERROR
+
+
+class _Aborted(Exception):
+    """The database aborted a batch's transaction: its items run again one at a time."""
 
 
 class UnitRunner:
@@ -112,10 +143,12 @@ class UnitRunner:
         self._write_lock = write_lock
         self._watchdog = watchdog
         self._deadline = deadline
-        # A failed statement aborts a whole PostgreSQL transaction (SQLite's fails alone), and a
-        # savepoint around every unit would cost two round trips each: there a unit runs in a
-        # transaction of its own, and grouped writes in batches without units.
-        self._units_alone = engine.dialect.name != "sqlite"
+        # Where a failed statement aborts the whole transaction (PostgreSQL), a batch runs without
+        # savepoints and is run again item by item if the database aborts it; a shared read runs
+        # alone, outside a transaction, on any thread; and one thread at a time writes.
+        self._aborts = engine.dialect.name != "sqlite"
+        # A thread runs writes (under `_cond`): the next batch of them waits and grows meanwhile.
+        self._writing = False
         self._queue: deque[_Item] = deque()
         self._cond = threading.Condition()
         self._threads: list[threading.Thread] = []
@@ -132,12 +165,9 @@ class UnitRunner:
 
         A unit that fails leaves no trace as long as it raises before it writes, or writes with
         one statement (atomic by itself); one that writes more must ask for a `savepoint`.
-        `follow` is written whatever the unit's outcome, before this returns: in the unit's
-        transaction, or where units run alone (PostgreSQL) with the grouped writes. Its failure
-        is logged and is not the unit's.
+        `follow` is written whatever the unit's outcome, in the unit's transaction, before this
+        returns. Its failure is logged and is not the unit's.
         """
-        if follow is not None and self._units_alone:
-            return await self._run_then_follow(self.run(unit, savepoint=savepoint), follow)
         loop = asyncio.get_running_loop()
         item = _Item(loop, loop.create_future(), unit=unit, savepoint=savepoint)
         if follow is not None:
@@ -147,8 +177,8 @@ class UnitRunner:
         return result
 
     async def _run_then_follow(self, running: Awaitable[T], follow: FollowUp) -> T:
-        # Where each unit has a transaction of its own (PostgreSQL), a follow-up there would cost
-        # its statements per unit; it joins the grouped writes instead, which share batches.
+        # A shared read outside a transaction (PostgreSQL) has none for a follow-up to join: it
+        # joins the grouped writes instead, which share batches.
         try:
             result = await running
         except Exception as exc:
@@ -173,7 +203,7 @@ class UnitRunner:
         of them still sees every write that committed before its call. Each caller's `follow`
         is written as `run` writes it, made from the shared outcome.
         """
-        if follow is not None and self._units_alone:
+        if follow is not None and self._aborts:
             return await self._run_then_follow(self.run_shared(key, unit), follow)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
@@ -239,19 +269,31 @@ class UnitRunner:
         thread.start()
 
     def _take(self) -> list[_Item]:
+        """The next batch, taken off the queue under `_cond`; empty when none may start yet."""
+        if self._aborts:
+            shared = next((item for item in self._queue if item.shared_key is not None), None)
+            # A shared read runs alone, outside a transaction, beside anything else.
+            if shared is not None and (self._writing or self._queue[0] is shared):
+                self._queue.remove(shared)
+                del self._shared[(shared.shared_key, shared.loop)]
+                return [shared]
+            if self._writing:
+                return []
         items: list[_Item] = []
         units = 0
         while self._queue and len(items) < _MAX_BATCH:
-            if self._queue[0].unit is not None:
-                if units == self._units_per_batch or (self._units_alone and items):
+            head = self._queue[0]
+            if self._aborts and head.shared_key is not None:
+                break
+            if head.unit is not None:
+                if units == self._units_per_batch:
                     break
                 units += 1
-            elif self._units_alone and units:
-                break
             item = self._queue.popleft()
             if item.shared_key is not None:
                 del self._shared[(item.shared_key, item.loop)]
             items.append(item)
+        self._writing = self._aborts
         return items
 
     def _work(self) -> None:
@@ -259,14 +301,19 @@ class UnitRunner:
         try:
             while True:
                 with self._cond:
-                    while not self._queue and not self._closing:
+                    items = self._take() if self._queue else []
+                    while not items:
+                        if self._closing and not self._queue:
+                            return
                         self._cond.wait()
-                    if not self._queue:
-                        return
-                    items = self._take()
+                        items = self._take() if self._queue else []
                     if self._queue:  # more than this batch holds: wake another thread for it
                         self._cond.notify()
-                connection = self._execute(connection, items)
+                try:
+                    connection = self._execute(connection, items)
+                finally:
+                    if self._aborts and not _one_read(items):
+                        self._end_writes()
                 by_loop: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
                 for item in items:
                     by_loop.setdefault(item.loop, []).append(item)
@@ -278,27 +325,45 @@ class UnitRunner:
             if connection is not None:
                 self._release(connection)
 
-    def _execute(self, connection: Connection | None, items: list[_Item]) -> Connection | None:
-        """Run one batch, retrying once on a fresh connection if a stale one failed early."""
+    def _end_writes(self) -> None:
+        with self._cond:
+            if self._writing:
+                self._writing = False
+                # The writes queued meanwhile wait for this: they are the next batch.
+                self._cond.notify()
+
+    def _execute(
+        self, connection: Connection | None, items: list[_Item], *, isolated: bool = False
+    ) -> Connection | None:
+        """Run one batch, retrying once on a fresh connection if a stale one failed early.
+
+        `isolated`: each unit in a savepoint, as a batch the database aborted runs again.
+        """
         for attempt in (1, 2):
             committing = False
             guard: Guard | None = None
             try:
                 if connection is None:
                     connection = self._engine.connect()
-                self._set_autocommit(connection, self._units_alone and _one_read(items))
+                self._set_autocommit(connection, self._aborts and _one_read(items))
                 with contextlib.ExitStack() as stack:
-                    if self._write_lock is not None:
-                        stack.enter_context(self._write_lock)
-                    if self._watchdog is not None:
-                        dbapi_connection = connection.connection.dbapi_connection
-                        guard = stack.enter_context(
-                            self._watchdog.guard(dbapi_connection, self._deadline)
-                        )
+                    guard = self._hold(stack, connection, items)
                     with connection.begin():
-                        self._apply(connection, items)
+                        self._apply(connection, items, isolated=isolated)
+                        if self._aborts and _transaction_aborted(connection):
+                            # COMMIT of an aborted transaction rolls back without an error.
+                            raise _Aborted("the database aborted the transaction")
                         committing = True
                 self.available = True
+                return connection
+            except _Aborted as exc:
+                if isolated:  # a unit that hid its failed statement: its batch of one fails
+                    _fail(items, exc)
+                    return connection
+                # Rolled back as the transaction's block ended: nothing of the batch took effect.
+                logger.info("a batch of %d was aborted; running its items one by one", len(items))
+                for item in items:
+                    connection = self._execute(connection, [item], isolated=True)
                 return connection
             except Exception as exc:
                 stale = connection is not None and (connection.invalidated or _invalidated(exc))
@@ -313,13 +378,20 @@ class UnitRunner:
                 if stale and attempt == 1 and not committing and not overran:
                     logger.info("database connection lost; retrying the batch on a new one")
                     continue
-                for item in items:
-                    # A unit's own error says more than the failed commit that followed it.
-                    item.result, item.error = None, item.error or exc
-                    for _ in item.follows:
-                        logger.error("a follow-up write was lost with its transaction")
+                _fail(items, exc)
                 return connection
         return connection
+
+    def _hold(
+        self, stack: contextlib.ExitStack, connection: Connection, items: list[_Item]
+    ) -> Guard | None:
+        """Take the lock a batch runs under, then start its deadline; returns the deadline."""
+        if self._write_lock is not None:
+            stack.enter_context(self._write_lock)
+        if self._watchdog is None:
+            return None
+        dbapi_connection = connection.connection.dbapi_connection
+        return stack.enter_context(self._watchdog.guard(dbapi_connection, self._deadline))
 
     @staticmethod
     def _set_autocommit(connection: Connection, on: bool) -> None:
@@ -347,11 +419,10 @@ class UnitRunner:
             connection.invalidate()
         connection.close()
 
-    @staticmethod
-    def _run_unit(connection: Connection, item: _Item) -> None:
+    def _run_unit(self, connection: Connection, item: _Item, *, isolated: bool) -> None:
         assert item.unit is not None
         try:
-            if item.savepoint:
+            if item.savepoint or isolated:
                 with connection.begin_nested():
                     item.result = item.unit(connection)
             else:
@@ -359,9 +430,11 @@ class UnitRunner:
         except Exception as exc:
             if connection.invalidated:
                 raise
+            if self._aborts and not isolated and _transaction_aborted(connection):
+                raise _Aborted from exc
             item.error = exc
 
-    def _apply(self, connection: Connection, items: list[_Item]) -> None:
+    def _apply(self, connection: Connection, items: list[_Item], *, isolated: bool) -> None:
         # Each value with the item that waits for it; a follow-up's has none.
         groups: dict[Group, list[tuple[Any, _Item | None]]] = {}
         for item in items:
@@ -370,26 +443,47 @@ class UnitRunner:
                 assert item.group is not None
                 groups.setdefault(item.group, []).append((item.value, item))
                 continue
-            self._run_unit(connection, item)
+            self._run_unit(connection, item, isolated=isolated)
             for follow in item.follows:
                 value = _follow_up_value(follow, item.error)
                 if value is not _UNMADE:
                     groups.setdefault(follow[0], []).append((value, None))
         # A group alone in its transaction needs no savepoint (two round trips on PostgreSQL):
-        # its failure rolls the whole transaction back, and fails only its own members.
+        # its failure rolls the whole transaction back, and fails only its own members. Nor
+        # does one in a batch the database aborts on failure: that batch runs again.
         alone = len(groups) == 1 and all(item.unit is None for item in items)
+        rerun = self._aborts and not isolated
         for group, members in groups.items():
             if alone:
                 group(connection, [value for value, _ in members])
-                continue
-            try:
-                with connection.begin_nested():
-                    group(connection, [value for value, _ in members])
-            except Exception as exc:
-                if connection.invalidated:
-                    raise
-                for _, member in members:
-                    if member is not None:
-                        member.error = exc
-                if any(member is None for _, member in members):
-                    logger.exception("a follow-up write was lost")
+            elif rerun:
+                _group_or_abort(connection, group, [value for value, _ in members])
+            else:
+                _group_in_savepoint(connection, group, members)
+
+
+def _group_or_abort(connection: Connection, group: Group, values: list[Any]) -> None:
+    """Apply a group in a batch that runs again, item by item, if it fails."""
+    try:
+        group(connection, values)
+    except Exception as exc:
+        if connection.invalidated:
+            raise
+        raise _Aborted("a grouped write failed") from exc
+
+
+def _group_in_savepoint(
+    connection: Connection, group: Group, members: list[tuple[Any, _Item | None]]
+) -> None:
+    """Apply a group whose failure undoes only its own writes and fails only its members."""
+    try:
+        with connection.begin_nested():
+            group(connection, [value for value, _ in members])
+    except Exception as exc:
+        if connection.invalidated:
+            raise
+        for _, member in members:
+            if member is not None:
+                member.error = exc
+        if any(member is None for _, member in members):
+            logger.exception("a follow-up write was lost")
