@@ -22,8 +22,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
+from analytics_mock.db.engine import Database, create_database_engine
+from analytics_mock.settings import Settings
 from tests.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
 from tests.reliability.conftest import StartServer
 from tests.reliability.support import envelope_problems
@@ -342,3 +346,33 @@ def test_proxy_forwards_and_cuts(tmp_path: Path) -> None:
         shut(echo)
         echo.close()
         thread.join(timeout=5.0)
+
+
+@pytest.mark.postgres
+@skip_without_postgres
+def test_taking_a_pooled_connection_during_a_stall_fits_in_the_deadline() -> None:
+    # The checkout pings the pooled connection; when the ping goes unanswered the pool connects
+    # anew, which a stall also leaves unanswered: both together within one deadline.
+    assert POSTGRES_URL is not None
+    admin = make_url(POSTGRES_URL)
+    proxy = TcpProxy((admin.host or "127.0.0.1", admin.port or 5432))
+    deadline = 4.0
+    try:
+        with postgres_schema_url(POSTGRES_URL) as url:
+            through_proxy = make_url(url).set(host="127.0.0.1", port=proxy.port)
+            proxied = through_proxy.render_as_string(hide_password=False)
+            settings = Settings(database_url=proxied, database_timeout=deadline)
+            db = Database(create_database_engine(settings), timeout=deadline)
+            try:
+                with db.session() as session:  # leaves one connection idle in the pool
+                    session.execute(text("SELECT 1"))
+                proxy.cut("stall")
+                started = time.monotonic()
+                with pytest.raises(OperationalError), db.session() as session:
+                    session.execute(text("SELECT 1"))
+                assert time.monotonic() - started < deadline + 1.0
+            finally:
+                proxy.restore()
+                db.dispose()
+    finally:
+        proxy.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 import time
@@ -84,9 +85,10 @@ def create_database_engine(settings: Settings) -> Engine:
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, settings)
     # Without these, a connection into a network partition waits forever (the pre-ping too):
-    # give up connecting after 5 s, and on unacknowledged data or silent peers after ~10 s.
+    # give up connecting after half the deadline (a checkout may ping first, see `_ping`; libpq
+    # takes whole seconds, at least 2), and on unacknowledged data or silent peers after ~10 s.
     timeouts = {
-        "connect_timeout": 5,
+        "connect_timeout": max(2, math.ceil(settings.database_timeout / 2)),
         "keepalives": 1,
         "keepalives_idle": 5,
         "keepalives_interval": 2,
@@ -174,10 +176,11 @@ class Database:
         self.engine.dispose()
 
     def _ping(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        # What pool_pre_ping does, but under the deadline: a pooled connection whose server
-        # hangs would otherwise hold the checkout forever.
+        # What pool_pre_ping does, but under a deadline: a pooled connection whose server hangs
+        # would otherwise hold the checkout forever. Half of it: a failed ping makes the pool
+        # connect anew (the other half, `connect_timeout`), and the whole checkout fits in one.
         assert self.watchdog is not None
-        with self.watchdog.guard(dbapi_connection, self.timeout):
+        with self.watchdog.guard(dbapi_connection, self.timeout / 2):
             try:
                 cursor = dbapi_connection.cursor()
                 cursor.execute("SELECT 1")
