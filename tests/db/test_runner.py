@@ -6,32 +6,19 @@ import asyncio
 import contextlib
 import threading
 import tracemalloc
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection, event, insert, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from analytics_mock.db.engine import Database, create_database_engine
-from analytics_mock.db.migrate import upgrade_to_head
+from analytics_mock.db.engine import Database
 from analytics_mock.db.models import UserRow
 from analytics_mock.errors import ObjectNotFound
-from analytics_mock.settings import Settings
+from tests.db.support import runner_threads, runner_threads_held
 
 pytestmark = pytest.mark.anyio
 USERS = UserRow.__table__
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    engine = create_database_engine(Settings(database_url=database_url))
-    upgrade_to_head(engine)
-    database = Database(engine)
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def add_user(name: str) -> Any:
@@ -41,32 +28,9 @@ def add_user(name: str) -> Any:
     return unit
 
 
-def runner_threads(db: Database) -> int:
-    return 1 if db.dialect == "sqlite" else 4
-
-
 def names(db: Database) -> set[str]:
     with db.session() as session:
         return set(session.scalars(select(UserRow.name)))
-
-
-@contextlib.asynccontextmanager
-async def runner_threads_held(db: Database) -> AsyncIterator[None]:
-    """Every runner thread busy for the block, so the work submitted in it queues up together."""
-    gate = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def block(_connection: Connection) -> None:
-        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(timeout=5)
-
-    blockers = [asyncio.ensure_future(db.run(block)) for _ in range(runner_threads(db))]
-    await asyncio.sleep(0.1)
-    try:
-        yield
-        await asyncio.sleep(0.05)  # what the block submitted reaches the queue
-    finally:
-        gate.set()
-        await asyncio.gather(*blockers)
 
 
 class UserCount:

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from analytics_mock.db.held_rows import HeldRows, attach, detach
 from analytics_mock.db.watchdog import Guard, Watchdog
 
 logger = logging.getLogger("analytics_mock.db")
@@ -348,8 +349,9 @@ class UnitRunner:
                 self._set_autocommit(connection, self._aborts and _one_read(items))
                 with contextlib.ExitStack() as stack:
                     guard = self._hold(stack, connection, items)
+                    stack.callback(detach, connection.info)
                     with connection.begin():
-                        self._apply(connection, items, isolated=isolated)
+                        self._apply(connection, items, attach(connection), isolated=isolated)
                         if self._aborts and _transaction_aborted(connection):
                             # COMMIT of an aborted transaction rolls back without an error.
                             raise _Aborted("the database aborted the transaction")
@@ -419,22 +421,30 @@ class UnitRunner:
             connection.invalidate()
         connection.close()
 
-    def _run_unit(self, connection: Connection, item: _Item, *, isolated: bool) -> None:
+    def _run_unit(
+        self, connection: Connection, item: _Item, held: HeldRows, *, isolated: bool
+    ) -> None:
         assert item.unit is not None
+        mark = held.mark()
         try:
             if item.savepoint or isolated:
                 with connection.begin_nested():
                     item.result = item.unit(connection)
+                    # In the savepoint, so that a failed write stays this unit's failure.
+                    held.flush(connection)
             else:
                 item.result = item.unit(connection)
         except Exception as exc:
+            held.undo(mark)
             if connection.invalidated:
                 raise
             if self._aborts and not isolated and _transaction_aborted(connection):
                 raise _Aborted from exc
             item.error = exc
 
-    def _apply(self, connection: Connection, items: list[_Item], *, isolated: bool) -> None:
+    def _apply(
+        self, connection: Connection, items: list[_Item], held: HeldRows, *, isolated: bool
+    ) -> None:
         # Each value with the item that waits for it; a follow-up's has none.
         groups: dict[Group, list[tuple[Any, _Item | None]]] = {}
         for item in items:
@@ -443,33 +453,41 @@ class UnitRunner:
                 assert item.group is not None
                 groups.setdefault(item.group, []).append((item.value, item))
                 continue
-            self._run_unit(connection, item, isolated=isolated)
+            self._run_unit(connection, item, held, isolated=isolated)
             for follow in item.follows:
                 value = _follow_up_value(follow, item.error)
                 if value is not _UNMADE:
                     groups.setdefault(follow[0], []).append((value, None))
+        rerun = self._aborts and not isolated
+        # The rows the units wrote, each once: where a batch does not run again, a failure
+        # here fails the batch (it writes records its units already checked to rows it holds).
+        if held.pending:
+            if rerun:
+                _or_abort(connection, held.flush)
+            else:
+                held.flush(connection)
         # A group alone in its transaction needs no savepoint (two round trips on PostgreSQL):
         # its failure rolls the whole transaction back, and fails only its own members. Nor
         # does one in a batch the database aborts on failure: that batch runs again.
         alone = len(groups) == 1 and all(item.unit is None for item in items)
-        rerun = self._aborts and not isolated
         for group, members in groups.items():
+            values = [value for value, _ in members]
             if alone:
-                group(connection, [value for value, _ in members])
+                group(connection, values)
             elif rerun:
-                _group_or_abort(connection, group, [value for value, _ in members])
+                _or_abort(connection, group, values)
             else:
                 _group_in_savepoint(connection, group, members)
 
 
-def _group_or_abort(connection: Connection, group: Group, values: list[Any]) -> None:
-    """Apply a group in a batch that runs again, item by item, if it fails."""
+def _or_abort(connection: Connection, write: Callable[..., None], *args: Any) -> None:
+    """Run `write(connection, *args)` in a batch that runs again, item by item, if it fails."""
     try:
-        group(connection, values)
+        write(connection, *args)
     except Exception as exc:
         if connection.invalidated:
             raise
-        raise _Aborted("a grouped write failed") from exc
+        raise _Aborted("a write of the batch failed") from exc
 
 
 def _group_in_savepoint(
