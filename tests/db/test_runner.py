@@ -246,7 +246,9 @@ async def test_each_caller_of_a_shared_run_has_its_follow_up_written_before_it_r
     assert "late-failed" in names(db)
 
 
-async def test_on_postgresql_reads_run_beside_units_and_units_take_turns(db: Database) -> None:
+async def test_on_postgresql_reads_and_groups_run_beside_units_and_units_take_turns(
+    db: Database,
+) -> None:
     if db.dialect == "sqlite":
         pytest.skip("SQLite has one runner thread")
     await asyncio.gather(*(db.run(add_user(f"warm{i}")) for i in range(8)))
@@ -263,9 +265,13 @@ async def test_on_postgresql_reads_run_beside_units_and_units_take_turns(db: Dat
 
     running = asyncio.ensure_future(db.run(first))
     await asyncio.sleep(0.1)
+    # A read and a grouped write lock no rows: they run on other threads while the first unit
+    # still runs.
+    grouped: list[Any] = []
+    await asyncio.wait_for(db.run_grouped(lambda _c, values: grouped.extend(values), "g"), 4)
+    assert grouped == ["g"]
     waiting = asyncio.ensure_future(db.run(second))
-    # A read needs no turn: it answers on another thread while the first unit still runs.
-    assert await asyncio.wait_for(db.run_shared("beside", UserCount()), 5) >= 8
+    assert await asyncio.wait_for(db.run_shared("beside", UserCount()), 4) >= 8
     await asyncio.sleep(0.1)
     # A second batch of units waits for the first to end, so the two never hold row locks
     # that each waits on.

@@ -12,8 +12,9 @@ On PostgreSQL a failed statement aborts the whole transaction, where SQLite's fa
 savepoint around every unit would cost two round trips each, so a batch runs without them, and
 one that the database aborted (a unit's failed statement, a failed group, a deadlock) is rolled
 back whole and run again one item at a time, each unit then in a savepoint: every unit and group
-ends as it would have alone. Batches that hold units take turns, so the runner's own
-transactions never wait on each other's row locks in a cycle.
+ends as it would have alone. One thread runs units at a time (shared reads and grouped writes,
+which lock no rows, run beside it), so the runner's own transactions never wait on each other's
+row locks in a cycle, and the units queued meanwhile make the next batch.
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ class _Item:
 
 # In a connection's `info`: whether the runner set its driver connection to autocommit.
 _AUTOCOMMIT = "analytics_mock.autocommit"
+
+
+def _writes(item: _Item) -> bool:
+    """Whether an item is a unit that may write (a shared read is read-only)."""
+    return item.unit is not None and item.shared_key is None
 
 
 def _one_read(items: list[_Item]) -> bool:
@@ -146,9 +152,9 @@ class UnitRunner:
         self._deadline = deadline
         # Where a failed statement aborts the whole transaction (PostgreSQL), a batch runs without
         # savepoints and is run again item by item if the database aborts it; a shared read runs
-        # alone, outside a transaction, on any thread; and one thread at a time writes.
+        # alone, outside a transaction, on any thread; and one thread at a time runs units.
         self._aborts = engine.dialect.name != "sqlite"
-        # A thread runs writes (under `_cond`): the next batch of them waits and grows meanwhile.
+        # A thread runs units (under `_cond`): the next batch of them waits and grows meanwhile.
         self._writing = False
         self._queue: deque[_Item] = deque()
         self._cond = threading.Condition()
@@ -271,31 +277,44 @@ class UnitRunner:
 
     def _take(self) -> list[_Item]:
         """The next batch, taken off the queue under `_cond`; empty when none may start yet."""
-        if self._aborts:
-            shared = next((item for item in self._queue if item.shared_key is not None), None)
-            # A shared read runs alone, outside a transaction, beside anything else.
-            if shared is not None and (self._writing or self._queue[0] is shared):
-                self._queue.remove(shared)
-                del self._shared[(shared.shared_key, shared.loop)]
-                return [shared]
-            if self._writing:
-                return []
+        if not self._aborts:
+            return self._take_run(units=True)
+        head = self._queue[0]
+        # A shared read runs alone, outside a transaction; grouped writes lock no rows: both
+        # run beside the writer. Units wait for it, and then make one batch.
+        if head.shared_key is not None:
+            return [self._take_shared(head)]
+        if head.unit is None:
+            return self._take_run(units=False)
+        if not self._writing:
+            self._writing = True
+            return self._take_run(units=True)
+        shared = next((item for item in self._queue if item.shared_key is not None), None)
+        return [self._take_shared(shared)] if shared is not None else []
+
+    def _take_run(self, *, units: bool) -> list[_Item]:
+        """Items from the head of the queue within a batch's bounds; without `units`, up to the
+        first unit. Where shared reads run alone, up to the first of them."""
         items: list[_Item] = []
-        units = 0
+        taken = 0
         while self._queue and len(items) < _MAX_BATCH:
             head = self._queue[0]
             if self._aborts and head.shared_key is not None:
                 break
             if head.unit is not None:
-                if units == self._units_per_batch:
+                if not units or taken == self._units_per_batch:
                     break
-                units += 1
+                taken += 1
             item = self._queue.popleft()
             if item.shared_key is not None:
                 del self._shared[(item.shared_key, item.loop)]
             items.append(item)
-        self._writing = self._aborts
         return items
+
+    def _take_shared(self, item: _Item) -> _Item:
+        self._queue.remove(item)
+        del self._shared[(item.shared_key, item.loop)]
+        return item
 
     def _work(self) -> None:
         connection: Connection | None = None
@@ -313,7 +332,7 @@ class UnitRunner:
                 try:
                     connection = self._execute(connection, items)
                 finally:
-                    if self._aborts and not _one_read(items):
+                    if self._aborts and any(_writes(item) for item in items):
                         self._end_writes()
                 by_loop: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
                 for item in items:
@@ -397,9 +416,9 @@ class UnitRunner:
 
     @staticmethod
     def _set_autocommit(connection: Connection, on: bool) -> None:
-        # A shared read where units run alone (PostgreSQL) needs no transaction: under READ
-        # COMMITTED each statement reads its own snapshot either way, and BEGIN and COMMIT
-        # would double its round trips. Set on the driver's connection: SQLAlchemy's
+        # A shared read on PostgreSQL runs alone and needs no transaction: under READ COMMITTED
+        # each statement reads its own snapshot either way, and BEGIN and COMMIT would double
+        # its round trips. Set on the driver's connection: SQLAlchemy's
         # `execution_options(isolation_level=...)` adds a reset callback per call to a
         # connection the runner never gives back, so its list would grow without end.
         if connection.info.get(_AUTOCOMMIT, False) == on:
