@@ -11,13 +11,13 @@ WORKDIR /src
 # The dependencies' wheels first, from pyproject.toml alone, so that a change to the sources
 # does not download them again.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > requirements.txt \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; e = p['optional-dependencies']; print(*p['dependencies'], *e['postgres'], *e['migrate'], sep='\n')" > requirements.txt \
  && python -m pip wheel --wheel-dir /wheels -r requirements.txt
 COPY README.md ./
 COPY src ./src
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv /opt/analytics-mock \
- && /opt/analytics-mock/bin/pip install --no-index --find-links /wheels analytics-mock
+ && /opt/analytics-mock/bin/pip install --no-index --find-links /wheels 'analytics-mock[postgres,migrate]'
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 analytics-mock \

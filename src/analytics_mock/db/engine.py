@@ -16,6 +16,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+from analytics_mock.db.extras import require_extra
 from analytics_mock.db.runner import FollowUp, Group, Unit, UnitRunner
 from analytics_mock.db.watchdog import Watchdog
 from analytics_mock.settings import Settings
@@ -84,6 +85,8 @@ def create_database_engine(settings: Settings) -> Engine:
     url = make_url(settings.database_url_text)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, settings)
+    if url.get_driver_name() == "psycopg":
+        require_extra("psycopg", "postgres", "PostgreSQL support (psycopg)")
     # Without these, a connection into a network partition waits forever (the pre-ping too):
     # give up connecting after half the deadline (a checkout may ping first, see `_ping`; libpq
     # takes whole seconds, at least 2), and on unacknowledged data or silent peers after ~10 s.

@@ -21,6 +21,7 @@ from sqlalchemy import (
     text,
 )
 
+from analytics_mock.db.extras import require_extra
 from analytics_mock.db.models import Base, ControlRow
 
 SCRIPT_LOCATION = "analytics_mock:migrations"
@@ -98,6 +99,7 @@ def _create_at_head(connection: Connection) -> None:
 
 
 def _upgrade_with_alembic(connection: Connection) -> None:
+    require_extra("alembic", "migrate", "Alembic (needed to migrate an older schema)")
     # Imported here: Alembic and the scripts it loads cost a server start ~0.1 s and ~10 MB.
     from alembic import command  # noqa: PLC0415
     from alembic.config import Config  # noqa: PLC0415
