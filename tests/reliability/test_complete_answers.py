@@ -12,7 +12,6 @@ import json
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.helpers import ADMIN, OBJECT_PATH
