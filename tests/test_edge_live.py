@@ -7,6 +7,7 @@ Binds beyond loopback happen only inside a private network namespace made for th
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -158,7 +159,10 @@ def test_an_open_bind_locks_the_control_api_with_a_token(tmp_path: Path) -> None
     result = subprocess.run(
         ["unshare", "-n", sys.executable, str(script), str(tmp_path)],
         cwd=ROOT,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(ROOT)},
+        env={
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)])),
+        },
         capture_output=True,
         text=True,
         timeout=180,

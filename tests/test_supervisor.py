@@ -16,7 +16,13 @@ import httpx
 import pytest
 
 from tests.helpers import ADMIN, SETTINGS_PATH
-from tests.servers import ERROR_PREFIX, ServerProcess, pid_alive, start_server_process
+from tests.servers import (
+    ERROR_PREFIX,
+    ServerProcess,
+    child_pids,
+    pid_alive,
+    start_server_process,
+)
 from tests.test_workers import workers_of
 
 pytestmark = pytest.mark.live
@@ -47,17 +53,35 @@ def replacement(server: ServerProcess, gone: int, before: set[int]) -> set[int]:
     pytest.fail(f"worker {gone} was not replaced:\n{server.output()}")
 
 
+def newcomer(server: ServerProcess, known: set[int]) -> int:
+    """A worker process started after `known` were, as soon as it exists (bounded wait)."""
+    deadline = time.monotonic() + BOUND
+    while time.monotonic() < deadline:
+        fresh = {
+            pid
+            for pid in child_pids(server.process.pid) - known
+            if "resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+        }
+        if fresh:
+            return min(fresh)
+        time.sleep(0.05)
+    pytest.fail(f"no worker was started:\n{server.output()}")
+
+
 def test_two_deaths_in_a_row_are_replaced_and_the_server_keeps_serving(tmp_path: Path) -> None:
     server = start(tmp_path)
     try:
         workers = workers_of(server)
-        for _ in range(2):  # the second dies seconds after its own start, as after an OOM kill
-            victim = min(workers)
-            os.kill(victim, signal.SIGKILL)
-            workers = replacement(server, victim, workers)
-        assert server.process.poll() is None, server.output()
+        os.kill(min(workers), signal.SIGKILL)
+        # Its replacement dies right after its start, as a second OOM kill would do it.
+        os.kill(newcomer(server, workers), signal.SIGKILL)
+        deadline = time.monotonic() + BOUND
+        while len(workers_of(server) & workers) != 1 or server.process.poll() is not None:
+            assert server.process.poll() is None, server.output()
+            assert time.monotonic() < deadline
         with server.client() as http:
             assert http.get(SETTINGS_PATH, headers=ADMIN).status_code == 200
+        assert server.process.poll() is None, server.output()
     finally:
         server.close()
 

@@ -16,8 +16,10 @@ Past the connection cap a request is answered 503 without reaching the app.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import resource
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +39,8 @@ logger = logging.getLogger("analytics_mock.http")
 # Descriptors kept back from the connection cap for the database, log and key files, and for
 # accepting connections past the cap long enough to answer them 503.
 FD_RESERVE = 32
+# Seconds a connection past the cap may take to send the head its 503 answers.
+OVER_CAP_FUSE = 1.0
 # The same complaint (the cap reached, descriptors exhausted) is logged at most this often.
 COMPLAINT_INTERVAL = 60.0
 
@@ -118,6 +122,40 @@ class EdgeLimits:
 
 
 _ACCEPT_EXHAUSTED = "socket.accept() out of system resource"
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+class ListeningSocket(socket.socket):
+    """A listening socket that, out of descriptors, fails one accept per wake-up, not 2,048.
+
+    asyncio's accept loop tries up to `backlog` accepts per wake-up, and on each failure for
+    want of a descriptor reports it and schedules another start of serving a second later:
+    thousands of reports and timers a second. After one such failure this socket says "no
+    connection waiting" until the loop's current callback ends, so asyncio reports once and
+    retries once.
+    """
+
+    _held = False
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        """Accept a connection, or raise as `socket.accept` does (see the class)."""
+        if self._held:
+            raise BlockingIOError(errno.EAGAIN, "held until the next retry")
+        try:
+            return super().accept()
+        except OSError as exc:
+            if exc.errno in _OUT_OF_RESOURCES:
+                self._held = True
+                asyncio.get_running_loop().call_soon(self._release)
+            raise
+
+    def _release(self) -> None:
+        self._held = False
+
+
+def listening_socket(sock: socket.socket) -> ListeningSocket:
+    """`sock` as a `ListeningSocket`: the same descriptor, which `sock` gives up."""
+    return ListeningSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
 
 
 class AcceptErrorFilter:
@@ -133,6 +171,12 @@ class AcceptErrorFilter:
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """Handle one exception the loop reports."""
+        callback = getattr(context.get("handle"), "_callback", None)
+        if (
+            isinstance(context.get("exception"), ValueError)
+            and getattr(callback, "__name__", "") == "_start_serving"
+        ):
+            return  # a retry to accept on a socket closed since (the server stopped)
         if context.get("message") == _ACCEPT_EXHAUSTED:
             exc = context.get("exception")
             self.log.warning(
@@ -200,7 +244,7 @@ class VendorHttpToolsProtocol(HttpToolsProtocol):
                 self.limits.max_connections,
             )
         # On TLS this runs after the handshake: the idle timeout starts there.
-        self._arm(self.limits.idle_timeout, "idle")
+        self._arm(self._fuse(self.limits.idle_timeout), "idle")
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Stop counting the connection and its timer."""
@@ -222,7 +266,8 @@ class VendorHttpToolsProtocol(HttpToolsProtocol):
         if self._head_open:
             if self._timer_for != "head":
                 now = self.loop.time()
-                self._arm(self._head_began + self.limits.head_timeout - now, "head")
+                limit = self._fuse(self.limits.head_timeout)
+                self._arm(self._head_began + limit - now, "head")
         elif self._body_open:
             self._body_last = self.loop.time()
             if self._timer_for != "body":
@@ -279,6 +324,11 @@ class VendorHttpToolsProtocol(HttpToolsProtocol):
         self._between_messages = True
         if not self._answered:
             super().on_message_complete()
+
+    def _fuse(self, timeout: float) -> float:
+        # Past the cap a connection only waits for its 503: it gets a second at most, so
+        # that a crowd of them frees descriptors quickly.
+        return min(timeout, OVER_CAP_FUSE) if self._over_cap else timeout
 
     def _arm(self, delay: float, purpose: str) -> None:
         self._disarm()

@@ -36,7 +36,12 @@ from starlette.types import ASGIApp
 from analytics_mock import __version__
 from analytics_mock.api.edge_guard import EdgeGuard, EdgePolicy, is_loopback_host
 from analytics_mock.app import create_app
-from analytics_mock.http_protocol import AcceptErrorFilter, EdgeLimits, VendorHttpToolsProtocol
+from analytics_mock.http_protocol import (
+    AcceptErrorFilter,
+    EdgeLimits,
+    VendorHttpToolsProtocol,
+    listening_socket,
+)
 from analytics_mock.logs import configure_logging
 from analytics_mock.services.seed import SeedFileError
 from analytics_mock.services.users import UsersFileError
@@ -194,12 +199,10 @@ async def serve_app(app: FastAPI, listeners: list[Listener]) -> None:
     if _HAS_SIGNAL_MASKS:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     # The app's lifespan wraps all servers, so its clean-up runs once, after the last request.
+    socks = [listening_socket(listener.sock) for listener in listeners]
     async with app.router.lifespan_context(app):
         await asyncio.gather(
-            *(
-                server.serve(sockets=[listener.sock])
-                for server, listener in zip(servers, listeners, strict=True)
-            )
+            *(server.serve(sockets=[sock]) for server, sock in zip(servers, socks, strict=True))
         )
 
 

@@ -179,7 +179,7 @@ def test_more_hostile_connections_than_descriptors_do_not_stop_a_normal_client(
 ) -> None:
     server = start(tmp_path, *TIMEOUTS)
     try:
-        with horde(server.port, mixed_crowd(DESCRIPTORS + 40)) as crowd:
+        with horde(server.port, mixed_crowd(DESCRIPTORS * 3)) as crowd:
             # The hostile connections hold every descriptor when this one comes: it is
             # answered 503 (Retry-After) or waits in the backlog, and is served once the
             # server has cut the hostile ones at their timeouts.
