@@ -280,7 +280,7 @@ def log_start(settings: Settings, listeners: list[Listener], *, generated_token:
     extra: dict[str, object] = {"urls": [listener.url for listener in listeners]}
     if settings.control_api:
         if settings.control_token is not None:
-            guard = "Bearer token required"
+            guard = "token required"
         elif is_loopback_host(settings.host):
             guard = "open to this machine only"
         else:
