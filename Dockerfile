@@ -1,6 +1,10 @@
 # analytics-mock: a mock Hitachi Ops Center Analyzer (email server settings API).
 #   docker build -t analytics-mock .
-#   docker run -p 22015:22015 -p 22016:22016 -v analytics-mock:/data analytics-mock
+#   docker run -e ANALYTICS_MOCK_CONTROL_TOKEN="$TOKEN" -p 127.0.0.1:22015:22015 \
+#     -p 127.0.0.1:22016:22016 -v analytics-mock:/data analytics-mock
+# The server binds 0.0.0.0 inside the container, so the test controls under /_mock/ need
+# `Authorization: Bearer $TOKEN`; without ANALYTICS_MOCK_CONTROL_TOKEN it makes one up and
+# prints it once in the log (docker logs). See docs/security.md.
 # Every stage starts from the same base image, so the virtual environment built in the first
 # stage runs unchanged in the second (its interpreter path is the same).
 ARG PYTHON_IMAGE=python:3.12-slim
@@ -24,7 +28,8 @@ RUN groupadd --system --gid 10001 analytics-mock \
  && useradd --system --uid 10001 --gid 10001 --home-dir /data --no-create-home analytics-mock \
  && mkdir /data && chown 10001:10001 /data
 COPY --from=build /opt/analytics-mock /opt/analytics-mock
-# Inside the image only, listen on every interface: the port mapping decides who can reach it.
+# Inside the image only, listen on every interface: the port mapping decides who can reach it,
+# and off loopback the control API requires a token (given, or generated and logged once).
 ENV PATH=/opt/analytics-mock/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     ANALYTICS_MOCK_HOST=0.0.0.0 \

@@ -84,6 +84,8 @@ def test_startup_banner_shows_the_configuration_with_secrets_masked(
     server = start_server(
         "--log-format",
         log_format,
+        "--log-level",
+        "debug",  # the whole configuration is logged at debug, one summary line at info
         env={
             "ANALYTICS_MOCK_SECRET_KEY": "topsecret-key",
             "ANALYTICS_MOCK_CONTROL_TOKEN": "topsecret-token",

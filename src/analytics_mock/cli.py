@@ -5,19 +5,14 @@ from __future__ import annotations
 import argparse
 import gc
 import getpass
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from pydantic import ValidationError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
 from analytics_mock import __version__
-from analytics_mock.settings import Settings, mask_database_url
-
-logger = logging.getLogger("analytics_mock")
+from analytics_mock.settings import DATABASE_ERRORS, Settings, StartError, database_error
 
 _HELP = {
     "host": "address to listen on (default 127.0.0.1)",
@@ -49,16 +44,34 @@ _HELP = {
     "certfile": "PEM certificate for HTTPS (default: a self-signed one beside the database)",
     "keyfile": "PEM private key for HTTPS",
     "workers": "uvicorn worker processes (default 1)",
+    # The network edge (docs/security.md).
+    "allowed_hosts": "also answer requests whose Host is NAME (repeatable; '*' any, "
+    "'.example.com' a domain)",
+    "no_control_token": "serve /_mock/ without a token even off loopback (a trusted network)",
+    "forwarded_allow_ips": "trust X-Forwarded-For/-Proto only from these proxy addresses, "
+    "comma-separated (default none)",
+    "head_timeout": "seconds for a request line and headers to arrive (default 10)",
+    "body_idle_timeout": "seconds a request body may pause between bytes (default 10)",
+    "body_timeout": "seconds a whole request body may take (default 60)",
+    "idle_timeout": "seconds a connection may wait for its next request, after the TLS "
+    "handshake too (default 5)",
+    "max_connections": "open connections answered; more get 503 (default 1000, lowered to "
+    "fit the descriptor limit)",
+    "worker_deaths_per_minute": "with --workers, stop when more workers die in a minute "
+    "(default 5)",
+}
+# Settings whose options are not the generic `--name VALUE`.
+_OWN_FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "allowed_hosts": (
+        ("--allowed-host", "--allowed-hosts"),
+        {"action": "append", "metavar": "NAME"},
+    ),
+    "no_control_token": (("--no-control-token",), {"action": "store_true", "default": None}),
 }
 
 
-# What can go wrong opening a database: a bad URL, a driver that is not installed, a path that
-# cannot be created, a server that does not answer.
-DATABASE_ERRORS = (SQLAlchemyError, OSError, ImportError)
-
-
-class CliError(Exception):
-    """A one-line reason to stop, printed without a traceback."""
+# One reason not to start, printed on one line; the serving layer raises it too.
+CliError = StartError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,7 +88,10 @@ def _add_settings_options(parser: argparse.ArgumentParser, names: Sequence[str])
         flag = "--" + name.replace("_", "-")
         env = f"ANALYTICS_MOCK_{name.upper()}"
         help_text = f"{_HELP.get(name, name)} [env {env}]"
-        if field.annotation is bool:
+        if name in _OWN_FLAGS:
+            flags, options = _OWN_FLAGS[name]
+            parser.add_argument(*flags, dest=name, help=help_text, **options)
+        elif field.annotation is bool:
             parser.add_argument(
                 flag, dest=name, action=argparse.BooleanOptionalAction, help=help_text
             )
@@ -112,29 +128,10 @@ def _serve(args: argparse.Namespace) -> int:
 
         settings = settings_from_args(args)
         configure_logging(settings.log_level, settings.log_format)
-        for name, value in settings.masked().items():
-            logger.info("config %s = %s", name, value, extra={"setting": name, "value": value})
         serve(settings)
     finally:
         gc.enable()
     return 0
-
-
-def _database_error(settings: Settings, exc: BaseException) -> str:
-    url = mask_database_url(settings.database_url_text)
-    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    # A driver may quote the URL it was given; never let it show a password.
-    password = _url_password(settings)
-    reason = detail[0] if detail else type(exc).__name__
-    if password:
-        reason = reason.replace(password, "***")
-    return f"cannot open the database {url}: {reason}"
-
-
-def _url_password(settings: Settings) -> str | None:
-    url = make_url(settings.database_url_text)
-    secret = url.password or url.query.get("password")
-    return secret if isinstance(secret, str) and secret else None
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -149,7 +146,7 @@ def _migrate(args: argparse.Namespace) -> int:
         finally:
             engine.dispose()
     except DATABASE_ERRORS as exc:
-        raise CliError(_database_error(settings, exc)) from None
+        raise CliError(database_error(settings, exc)) from None
     print("database at the newest schema revision")
     return 0
 
@@ -173,7 +170,7 @@ def _unlock(args: argparse.Namespace) -> int:
         finally:
             db.dispose()
     except DATABASE_ERRORS as exc:
-        raise CliError(_database_error(settings, exc)) from None
+        raise CliError(database_error(settings, exc)) from None
     if not found:
         raise CliError(f"no user called {args.name!r}")
     print(f"unlocked {args.name}")

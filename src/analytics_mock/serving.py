@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import logging
 import multiprocessing
 import os
+import secrets
 import signal
 import socket
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
@@ -27,26 +31,39 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
+from starlette.types import ASGIApp
 
 from analytics_mock import __version__
+from analytics_mock.api.edge_guard import EdgeGuard, EdgePolicy, is_loopback_host
 from analytics_mock.app import create_app
-from analytics_mock.cli import DATABASE_ERRORS, CliError, _database_error
-from analytics_mock.http_protocol import VendorHttpToolsProtocol
+from analytics_mock.http_protocol import (
+    AcceptErrorFilter,
+    EdgeLimits,
+    VendorHttpToolsProtocol,
+    listening_socket,
+)
 from analytics_mock.logs import configure_logging
 from analytics_mock.services.seed import SeedFileError
 from analytics_mock.services.users import UsersFileError
-from analytics_mock.settings import Settings, get_settings
+from analytics_mock.settings import (
+    DATABASE_ERRORS,
+    Settings,
+    StartError,
+    database_error,
+    get_settings,
+    mask_database_url,
+)
 from analytics_mock.tls import TlsError, TlsFiles, check_options, tls_files
 
 logger = logging.getLogger("analytics_mock")
+
+API_PATH = "/Analytics/v1"
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # How long requests in flight may take to finish once the server is asked to stop.
 GRACE_SECONDS = 5
 # A worker exits with this status when it cannot build the app; restarting it would not help.
 _CANNOT_START = 3
-# A worker that dies sooner than this after its start is failing, not crashing once.
-_MIN_UPTIME_SECONDS = 5.0
 # Windows has no signal masks.
 _HAS_SIGNAL_MASKS = hasattr(signal, "pthread_sigmask")
 
@@ -63,30 +80,33 @@ class Listener:
         """The base URL of the API on this socket."""
         host, port = self.sock.getsockname()[:2]
         host = f"[{host}]" if ":" in host else host
-        return f"{'https' if self.tls else 'http'}://{host}:{port}/Analytics/v1"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}{API_PATH}"
 
 
 def serve(settings: Settings) -> None:
-    """Serve until SIGINT or SIGTERM; a reason not to start is a CliError."""
+    """Serve until SIGINT or SIGTERM; a reason not to start is a StartError."""
     try:
         check_options(settings)
     except TlsError as exc:
-        raise CliError(str(exc)) from None
+        raise StartError(str(exc)) from None
     url = make_url(settings.database_url_text)
     in_memory = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
     if settings.workers > 1 and in_memory:
-        raise CliError("--workers needs a database file or PostgreSQL, not SQLite in memory")
+        raise StartError("--workers needs a database file or PostgreSQL, not SQLite in memory")
+    if settings.control_token is not None and settings.no_control_token:
+        raise StartError("--control-token and --no-control-token exclude each other")
+    settings, generated = with_control_token(settings)
     # Even with workers, the database and users file are checked here, once and in one line.
     app = open_app(settings)
     settle_collector()
     try:
         tls = tls_files(settings)
     except TlsError as exc:
-        raise CliError(str(exc)) from None
+        raise StartError(str(exc)) from None
     listeners = [Listener(_bind(settings.host, settings.port))]
     if tls is not None and settings.https_port is not None:
         listeners.append(Listener(_bind(settings.host, settings.https_port), tls))
-    _log_banner(settings, listeners)
+    log_start(settings, listeners, generated_token=generated)
     if settings.workers == 1:
         asyncio.run(serve_app(app, listeners))
         return
@@ -94,7 +114,20 @@ def serve(settings: Settings) -> None:
     if tls is not None:
         settings = settings.model_copy(update={"certfile": tls.certfile, "keyfile": tls.keyfile})
     export_settings(settings)
-    _supervise(settings.workers, listeners)
+    _supervise(settings, listeners)
+
+
+def with_control_token(settings: Settings) -> tuple[Settings, bool]:
+    """`settings`, with a token made up for a bind beyond loopback that has none; and whether."""
+    if (
+        settings.control_token is not None
+        or settings.no_control_token
+        or not settings.control_api
+        or is_loopback_host(settings.host)
+    ):
+        return settings, False
+    token = SecretStr(secrets.token_urlsafe(32))
+    return settings.model_copy(update={"control_token": token}), True
 
 
 # Calls leave no reference cycles behind (tests/api/test_controls.py pins it), except an error
@@ -114,16 +147,16 @@ def settle_collector() -> None:
 
 
 def open_app(settings: Settings | None = None) -> FastAPI:
-    """The app for `settings` (the environment's when None); a start-up failure is a CliError."""
+    """The app for `settings` (the environment's when None); a start-up failure is a StartError."""
     effective = settings or get_settings()
     try:
         return create_app(effective)
     except UsersFileError as exc:
-        raise CliError(f"bad --users-file: {exc}") from None
+        raise StartError(f"bad --users-file: {exc}") from None
     except SeedFileError as exc:
-        raise CliError(f"bad --seed-file: {exc}") from None
+        raise StartError(f"bad --seed-file: {exc}") from None
     except DATABASE_ERRORS as exc:
-        raise CliError(_database_error(effective, exc)) from None
+        raise StartError(database_error(effective, exc)) from None
 
 
 def export_settings(settings: Settings) -> None:
@@ -137,13 +170,20 @@ def export_settings(settings: Settings) -> None:
             os.environ[key] = value.get_secret_value()
         elif isinstance(value, bool):
             os.environ[key] = "true" if value else "false"
+        elif isinstance(value, list):
+            os.environ[key] = ",".join(value)
         else:
             os.environ[key] = str(value)
 
 
 async def serve_app(app: FastAPI, listeners: list[Listener]) -> None:
     """Serve `app` on every listener from this event loop until SIGINT or SIGTERM."""
-    servers = [_Server(_config(app, listener)) for listener in listeners]
+    settings: Settings = app.state.runtime.settings
+    guarded = EdgeGuard(app, EdgePolicy.from_settings(settings))
+    limits = EdgeLimits.from_settings(settings)
+    servers = [_Server(_config(guarded, listener, settings, limits)) for listener in listeners]
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(AcceptErrorFilter(loop.get_exception_handler()))
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         for server in servers:
@@ -151,19 +191,25 @@ async def serve_app(app: FastAPI, listeners: list[Listener]) -> None:
             if server.should_exit and signum == signal.SIGINT:
                 server.force_exit = True
             server.should_exit = True
+        # Refuse new connections now rather than at uvicorn's next tick.
+        loop.call_soon_threadsafe(_stop_accepting, servers)
 
     for signum in STOP_SIGNALS:
         signal.signal(signum, stop)
     if _HAS_SIGNAL_MASKS:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     # The app's lifespan wraps all servers, so its clean-up runs once, after the last request.
+    socks = [listening_socket(listener.sock) for listener in listeners]
     async with app.router.lifespan_context(app):
         await asyncio.gather(
-            *(
-                server.serve(sockets=[listener.sock])
-                for server, listener in zip(servers, listeners, strict=True)
-            )
+            *(server.serve(sockets=[sock]) for server, sock in zip(servers, socks, strict=True))
         )
+
+
+def _stop_accepting(servers: list[_Server]) -> None:
+    for server in servers:
+        for listening in getattr(server, "servers", []):
+            listening.close()
 
 
 class _Server(uvicorn.Server):
@@ -175,18 +221,33 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _config(app: FastAPI, listener: Listener) -> uvicorn.Config:
+class _EdgeConfig(uvicorn.Config):
+    """uvicorn's configuration, with the limits `VendorHttpToolsProtocol` enforces."""
+
+    edge_limits: EdgeLimits
+
+
+def _config(
+    app: ASGIApp, listener: Listener, settings: Settings, limits: EdgeLimits
+) -> uvicorn.Config:
     tls = listener.tls
-    return uvicorn.Config(
+    # X-Forwarded-* only from the proxies the operator names; uvicorn would believe loopback.
+    proxies = settings.forwarded_allow_ips
+    config = _EdgeConfig(
         app,
         http=VendorHttpToolsProtocol,
         lifespan="off",
         log_config=None,
         server_header=False,
         timeout_graceful_shutdown=GRACE_SECONDS,
+        timeout_keep_alive=max(1, round(settings.idle_timeout)),
+        proxy_headers=proxies is not None,
+        forwarded_allow_ips=proxies or "",
         ssl_certfile=str(tls.certfile) if tls else None,
         ssl_keyfile=str(tls.keyfile) if tls else None,
     )
+    config.edge_limits = limits
+    return config
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -200,23 +261,49 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise CliError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
+        raise StartError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
     return sock
 
 
-def _log_banner(settings: Settings, listeners: list[Listener]) -> None:
-    processes = f" with {settings.workers} worker processes" if settings.workers > 1 else ""
+def log_start(settings: Settings, listeners: list[Listener], *, generated_token: bool) -> None:
+    """One info line on what serves where; the whole configuration at debug; a new token once."""
+    for name, value in settings.masked().items():
+        logger.debug("config %s = %s", name, value, extra={"setting": name, "value": value})
+    base = listeners[0].url.removesuffix(API_PATH)
+    processes = f"{settings.workers} worker processes" if settings.workers > 1 else "1 process"
+    parts = [
+        f"analytics-mock {__version__} serving " + " and ".join(one.url for one in listeners),
+        f"database {mask_database_url(settings.database_url_text)}",
+        processes,
+        f"test mail {settings.test_mail_mode}",
+    ]
+    extra: dict[str, object] = {"urls": [listener.url for listener in listeners]}
+    if settings.control_api:
+        if settings.control_token is not None:
+            guard = "token required"
+        elif is_loopback_host(settings.host):
+            guard = "open to this machine only"
+        else:
+            guard = "open to anyone who can reach it: --no-control-token"
+        parts.append(f"control API {base}/_mock/ ({guard})")
+        extra["control_url"] = f"{base}/_mock/"
     for listener in listeners:
-        logger.info("analytics-mock %s serving %s%s", __version__, listener.url, processes)
         if listener.tls is not None:
             kind = "self-signed certificate" if listener.tls.generated else "certificate"
-            logger.info(
-                "HTTPS %s %s, SHA-256 fingerprint %s",
-                kind,
-                listener.tls.certfile,
-                listener.tls.fingerprint,
-                extra={"certfile": str(listener.tls.certfile), "sha256": listener.tls.fingerprint},
+            parts.append(
+                f"{kind} {listener.tls.certfile}, SHA-256 fingerprint {listener.tls.fingerprint}"
             )
+            extra.update(certfile=str(listener.tls.certfile), sha256=listener.tls.fingerprint)
+    logger.info("; ".join(parts), extra=extra)
+    if generated_token and settings.control_token is not None:
+        # The only place the token is ever written: like Jupyter's, once, to the console.
+        logger.warning(
+            "The control API %s/_mock/ is reachable from other machines, so it needs a token. "
+            "Generated for this run (set --control-token or ANALYTICS_MOCK_CONTROL_TOKEN to "
+            "choose it):\n\n    Authorization: Bearer %s\n",
+            base,
+            settings.control_token.get_secret_value(),
+        )
 
 
 @dataclass
@@ -225,12 +312,17 @@ class _Worker:
     started: float = field(default_factory=time.monotonic)
 
 
-def _supervise(count: int, listeners: list[Listener]) -> None:
-    """Keep `count` workers serving the listeners until SIGINT or SIGTERM, then stop them all."""
+def _supervise(settings: Settings, listeners: list[Listener]) -> None:
+    """Keep `settings.workers` workers serving until SIGINT or SIGTERM, then stop them all.
+
+    A worker that dies is replaced unless more than `settings.worker_deaths_per_minute` died
+    in the last minute: then the server stops, since something is wrong with every worker.
+    """
     stopping: list[int] = []
     for signum in STOP_SIGNALS:
         signal.signal(signum, lambda received, _frame: stopping.append(received))
-    workers = [_start_worker(listeners) for _ in range(count)]
+    workers = [_start_worker(listeners) for _ in range(settings.workers)]
+    deaths: deque[float] = deque()
     try:
         while not stopping:
             time.sleep(0.2)
@@ -238,10 +330,17 @@ def _supervise(count: int, listeners: list[Listener]) -> None:
                 status = worker.process.exitcode
                 if status is None or stopping:
                     continue
-                if status == _CANNOT_START or (
-                    time.monotonic() - worker.started < _MIN_UPTIME_SECONDS
-                ):
-                    raise CliError(f"a worker process failed to start (exit status {status})")
+                if status == _CANNOT_START:
+                    raise StartError(f"a worker process failed to start (exit status {status})")
+                now = time.monotonic()
+                deaths.append(now)
+                while deaths and deaths[0] < now - 60:
+                    deaths.popleft()
+                if len(deaths) > settings.worker_deaths_per_minute:
+                    raise StartError(
+                        f"{len(deaths)} worker processes died within a minute "
+                        f"(the last with exit status {status}); stopping"
+                    )
                 logger.warning(
                     "worker process %s ended (exit status %s); starting another",
                     worker.process.pid,
@@ -249,12 +348,16 @@ def _supervise(count: int, listeners: list[Listener]) -> None:
                 )
                 workers[index] = _start_worker(listeners)
     finally:
+        # New connections are refused from here on, while the workers finish their calls:
+        # the sockets close once the workers close their copies.
+        for listener in listeners:
+            listener.sock.close()
         _stop_workers(workers)
 
 
 def _start_worker(listeners: list[Listener]) -> _Worker:
     process = multiprocessing.get_context("spawn").Process(
-        target=_worker_main, args=(listeners,), name="analytics-mock-worker"
+        target=_worker_main, args=(listeners, os.getpid()), name="analytics-mock-worker"
     )
     if not _HAS_SIGNAL_MASKS:
         process.start()
@@ -281,13 +384,38 @@ def _stop_workers(workers: list[_Worker]) -> None:
             worker.process.join()
 
 
-def _worker_main(listeners: list[Listener]) -> None:
+_PR_SET_PDEATHSIG = 1
+
+
+def follow_parent(parent: int) -> None:
+    """End this process (SIGTERM, so calls in flight finish) when `parent` dies."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0:
+                # The parent may have died before prctl: then no signal would ever come.
+                if os.getppid() != parent:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                return
+        except (OSError, AttributeError):
+            pass
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker_main(listeners: list[Listener], parent: int) -> None:
     """A worker: the app from the environment's settings, served on the parent's sockets."""
+    follow_parent(parent)
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     try:
         app = open_app()
-    except CliError as exc:
+    except StartError as exc:
         logger.error("worker process %d cannot start: %s", os.getpid(), exc)
         sys.exit(_CANNOT_START)
     settle_collector()

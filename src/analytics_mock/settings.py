@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 DEFAULT_DATABASE_URL = "sqlite:///analytics-mock.db"
 _SECRET_QUERY_KEYS = {"password", "passwd", "pwd", "sslpassword"}
@@ -68,6 +68,31 @@ class Settings(BaseSettings):
     certfile: Path | None = None
     keyfile: Path | None = None
     workers: int = Field(default=1, ge=1, le=64)
+    # The network edge (docs/security.md): who may call, and how long a connection may take.
+    # Names the Host header may carry besides loopback ones; "*" allows any, ".example.com"
+    # that domain and its subdomains. Comma-separated in the environment.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Off a loopback bind, no --control-token makes one up; this serves /_mock/ without any.
+    no_control_token: bool = False
+    # Proxies whose X-Forwarded-For/-Proto are believed: comma-separated addresses or
+    # networks, "*" for any; none by default.
+    forwarded_allow_ips: str | None = None
+    head_timeout: float = Field(default=10.0, gt=0, le=3600)
+    body_idle_timeout: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout: float = Field(default=60.0, gt=0, le=3600)
+    idle_timeout: float = Field(default=5.0, gt=0, le=3600)
+    max_connections: int = Field(default=1000, ge=1, le=1_000_000)
+    # The supervisor of --workers gives up when more workers than this die in one minute.
+    worker_deaths_per_minute: int = Field(default=5, ge=1, le=1000)
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            return [str(item).strip().lower() for item in value if str(item).strip()]
+        return value
 
     @field_validator("log_level", "log_format", "test_mail_mode", mode="before")
     @classmethod
@@ -122,8 +147,37 @@ class Settings(BaseSettings):
                 value = "********"
             elif isinstance(value, Path):
                 value = str(value)
+            elif isinstance(value, list):
+                value = ",".join(value)
             shown[name] = value
         return shown
+
+
+class StartError(Exception):
+    """A one-line reason not to start, printed without a traceback."""
+
+
+# What can go wrong opening a database: a bad URL, a driver that is not installed, a path that
+# cannot be created, a server that does not answer.
+DATABASE_ERRORS = (SQLAlchemyError, OSError, ImportError)
+
+
+def database_error(settings: Settings, exc: BaseException) -> str:
+    """One line on why the database cannot be opened, never with its password."""
+    url = mask_database_url(settings.database_url_text)
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    # A driver may quote the URL it was given; never let it show a password.
+    password = _url_password(settings)
+    reason = detail[0] if detail else type(exc).__name__
+    if password:
+        reason = reason.replace(password, "***")
+    return f"cannot open the database {url}: {reason}"
+
+
+def _url_password(settings: Settings) -> str | None:
+    url = make_url(settings.database_url_text)
+    secret = url.password or url.query.get("password")
+    return secret if isinstance(secret, str) and secret else None
 
 
 @lru_cache(maxsize=1)

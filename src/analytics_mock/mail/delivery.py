@@ -211,7 +211,7 @@ async def _converse(
                 f"server {where} does not offer AUTH on this connection{hint}",
             )
         if not client.supported_auth_methods:
-            offered = client.esmtp_extensions.get("auth", "")
+            offered = _excerpt(client.esmtp_extensions.get("auth", ""), target)
             raise _DeliveryError(
                 FailureKind.AUTH_NOT_SUPPORTED,
                 f"server {where} offers only AUTH {offered}; PLAIN, LOGIN or CRAM-MD5 needed",
@@ -233,7 +233,9 @@ async def _converse(
         # One refusal cancels the whole test: no DATA to the accepted subset. The
         # QUIT that follows discards the open transaction, so no RSET is needed.
         label = "recipient refused" if len(refused) == 1 else "recipients refused"
-        reasons = "; ".join(f"<{exc.recipient}> {exc.code} {exc.message}" for exc in refused)
+        reasons = "; ".join(
+            f"<{exc.recipient}> {exc.code} {_excerpt(exc.message, target)}" for exc in refused
+        )
         raise _DeliveryError(FailureKind.RECIPIENT_REFUSED, f"{label}: {reasons}")
 
     progress.stage = "DATA"
@@ -241,7 +243,7 @@ async def _converse(
     count = len(recipients)
     return (
         f"delivered to {count} recipient{'s' if count != 1 else ''} via {where} "
-        f"({target.security}); server replied {reply.code} {reply.message}"
+        f"({target.security}); server replied {reply.code} {_excerpt(reply.message, target)}"
     )
 
 
@@ -259,7 +261,7 @@ async def _quit_politely(client: aiosmtplib.SMTP, deadline: float) -> None:
 
 
 # One flat decision table reads better than a split one, hence the many returns.
-def _classify(  # noqa: PLR0911
+def _classify(  # noqa: PLR0911, PLR0912
     exc: Exception, stage: str, target: SmtpTarget, options: DeliveryOptions
 ) -> tuple[FailureKind, str]:
     """Map an exception from the dialogue to a FailureKind and its (unscrubbed) detail."""
@@ -281,20 +283,24 @@ def _classify(  # noqa: PLR0911
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
         return (
             FailureKind.AUTH_REJECTED,
-            f"authentication as {target.username!r} rejected: {exc.code} {exc.message}",
+            f"authentication as {target.username!r} rejected: "
+            f"{exc.code} {_excerpt(exc.message, target)}",
         )
     if isinstance(exc, aiosmtplib.SMTPSenderRefused):
         return (
             FailureKind.SENDER_REFUSED,
-            f"sender refused: <{exc.sender}> {exc.code} {exc.message}",
+            f"sender refused: <{exc.sender}> {exc.code} {_excerpt(exc.message, target)}",
         )
     if isinstance(exc, aiosmtplib.SMTPDataError):
-        return FailureKind.DATA_REFUSED, f"message refused: {exc.code} {exc.message}"
+        reply = f"{exc.code} {_excerpt(exc.message, target)}"
+        return FailureKind.DATA_REFUSED, f"message refused: {reply}"
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         kind = FailureKind.TLS_FAILED if stage == "STARTTLS" else FailureKind.SMTP_ERROR
-        # aiosmtplib reports an unparsable reply with the made-up code -1.
-        reply = f"{exc.code} {exc.message}" if exc.code >= 0 else exc.message
-        return kind, f"{where} answered {reply} during {stage}"
+        # aiosmtplib reports an unparsable reply with the made-up code -1: not an SMTP
+        # server, and what it is (its banner) is none of the caller's business.
+        if exc.code < 0:
+            return kind, f"{where} did not answer as an SMTP server during {stage}"
+        return kind, f"{where} answered {exc.code} {_excerpt(exc.message, target)} during {stage}"
     if isinstance(root, ConnectionRefusedError):
         return FailureKind.CONNECTION_REFUSED, f"connection to {where} refused"
     if stage == "connect" and isinstance(root, OSError) and not isinstance(root, ConnectionError):
@@ -370,6 +376,18 @@ def _scrub(text: str, secrets: Sequence[str]) -> str:
         if folded:
             text = text.replace(folded, "***")
     return text
+
+
+# At most this much of what a server said is quoted, printable ASCII only: a test mail must
+# not make the emulator a tool that reads any port's banner.
+REPLY_EXCERPT = 120
+
+
+def _excerpt(text: str, target: SmtpTarget) -> str:
+    """A bounded, printable excerpt of a server's reply, with the password scrubbed first."""
+    text = _scrub(text, _secrets(target))
+    text = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return text if len(text) <= REPLY_EXCERPT else text[:REPLY_EXCERPT] + "..."
 
 
 def _one_line(text: str) -> str:

@@ -35,6 +35,9 @@ SYSTEM_USER = "system"
 _TOUCH_INTERVAL = 1.0
 _CACHE_SIZE = 4096
 _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+# passlib refuses (ValueError) a password longer than this before hashing it. Such a password
+# is a wrong one like any other: same 401, and the time of one verification spent.
+MAX_PASSWORD_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,17 @@ class Decision:
                 self.expire_session,
             )
         )
+
+
+def _too_long(password: str) -> bool:
+    return len(password) * 4 > MAX_PASSWORD_BYTES and len(password.encode()) > MAX_PASSWORD_BYTES
+
+
+def _burn(password: str) -> None:
+    """Spend one verification's time on `password`, cut to a length passlib takes."""
+    if _too_long(password):
+        password = password.encode()[:MAX_PASSWORD_BYTES].decode(errors="ignore")
+    burn_verification(password)
 
 
 def token_digest(token: str) -> str:
@@ -161,7 +175,7 @@ class Authenticator:
             decision = self._decide_hsso(credentials, user, row, now)
         else:
             if credentials.password is not None:
-                await run_in_threadpool(burn_verification, credentials.password)
+                await run_in_threadpool(_burn, credentials.password)
             decision = Decision()
         if decision.needs_write:
             await db.run(partial(self.record, decision=decision, now=now), savepoint=True)
@@ -234,7 +248,7 @@ class Authenticator:
         now: float,
     ) -> Decision:
         if user is None:
-            await run_in_threadpool(burn_verification, credentials.password)
+            await run_in_threadpool(_burn, credentials.password)
             return Decision()
         name = credentials.name
         if not await self._password_ok(credentials, user.password_hash):
@@ -279,6 +293,9 @@ class Authenticator:
             if self._verified.get(key) == password_hash:
                 self._verified.move_to_end(key)
                 return True
+        if _too_long(credentials.password):
+            await run_in_threadpool(_burn, credentials.password)
+            return False
         if not await run_in_threadpool(verify_password, credentials.password, password_hash):
             return False
         with self._lock:

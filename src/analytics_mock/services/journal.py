@@ -22,6 +22,9 @@ _PASSWORD_TEXT = re.compile(
     re.IGNORECASE,
 )
 _MAX_BODY = 64 * 1024
+# Deeper documents are redacted as text: the walk and `json.dumps` recurse, and a body nested
+# near the interpreter's recursion limit must never cost the client its answer.
+_MAX_DEPTH = 64
 
 
 def storable(text: str) -> str:
@@ -45,14 +48,20 @@ def redact_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return shown
 
 
-def _redact_json(value: Any) -> Any:
+class _TooDeep(Exception):
+    """A document nested past `_MAX_DEPTH`."""
+
+
+def _redact_json(value: Any, depth: int = 0) -> Any:
+    if depth > _MAX_DEPTH:
+        raise _TooDeep
     if isinstance(value, dict):
         return {
-            key: REDACTED if key.lower() == "password" else _redact_json(item)
+            key: REDACTED if key.lower() == "password" else _redact_json(item, depth + 1)
             for key, item in value.items()
         }
     if isinstance(value, list):
-        return [_redact_json(item) for item in value]
+        return [_redact_json(item, depth + 1) for item in value]
     return value
 
 
@@ -66,12 +75,12 @@ def redact_body(raw: bytes, document: Any = _UNPARSED) -> str | None:
     """
     if not raw:
         return None
-    if document is _UNPARSED:
-        try:
+    try:
+        if document is _UNPARSED:
             document = json.loads(raw)
-        except (ValueError, RecursionError):
-            return storable(redact_text(raw[:_MAX_BODY].decode("utf-8", errors="replace")))
-    return storable(json.dumps(_redact_json(document), ensure_ascii=False)[:_MAX_BODY])
+        return storable(json.dumps(_redact_json(document), ensure_ascii=False)[:_MAX_BODY])
+    except (ValueError, RecursionError, _TooDeep):
+        return storable(redact_text(raw[:_MAX_BODY].decode("utf-8", errors="replace")))
 
 
 def _mask(match: re.Match[str]) -> str:
