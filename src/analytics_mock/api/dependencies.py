@@ -8,6 +8,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
+from analytics_mock.db.runner import RIDER
 from analytics_mock.errors import (
     InvalidBody,
     InvalidMember,
@@ -69,7 +70,12 @@ async def authenticate(request: Request) -> Principal:
     headers = request.headers.getlist("authorization")
     # Two credentials are ambiguous: refuse rather than pick one.
     header = headers[0] if len(headers) == 1 else None
-    principal = await runtime.authenticator.authenticate(runtime.db, header, runtime.clock())
+    # Authentication's own writes are not the call's: its journal entry rides with a later one.
+    token = RIDER.set(None)
+    try:
+        principal = await runtime.authenticator.authenticate(runtime.db, header, runtime.clock())
+    finally:
+        RIDER.reset(token)
     # Picked up by the middleware and the error renderer: every authenticated response
     # hands the session token back.
     request.state.hsso_token = principal.token

@@ -81,7 +81,7 @@ class MailPlan:
         )
 
 
-def plan_test_mail(session: Session, box: SecretBox, test_mail: TestMailIn) -> MailPlan:
+def plan_test_mail(session: Executor, box: SecretBox, test_mail: TestMailIn) -> MailPlan:
     """Overlay the request's settings on the stored ones and pick the password to use."""
     row = _stored_row(session)
     patch = test_mail.emailSetting or EmailSettingUpdate()
