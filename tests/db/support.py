@@ -12,9 +12,9 @@ from sqlalchemy import Connection
 from analytics_mock.db.engine import Database
 
 
-def runner_threads(db: Database) -> int:
-    """How many threads the runner has on this backend."""
-    return 1 if db.dialect == "sqlite" else 4
+def reading_threads(db: Database) -> int:
+    """How many threads of the runner only read: none on SQLite, where the writer reads too."""
+    return 0 if db.dialect == "sqlite" else 3
 
 
 async def submitted() -> None:
@@ -32,8 +32,9 @@ async def runner_threads_held(db: Database) -> AsyncIterator[None]:
         started.release()
         gate.wait(timeout=10)
 
-    count = runner_threads(db)
-    blockers = [asyncio.ensure_future(db.write(block)) for _ in range(count)]
+    count = 1 + reading_threads(db)
+    blockers = [asyncio.ensure_future(db.write(block))]
+    blockers += [asyncio.ensure_future(db.read(block)) for _ in range(count - 1)]
     try:
         for _ in range(count):  # each blocker runs on a thread of its own, until the gate opens
             assert await asyncio.to_thread(started.acquire, timeout=10)

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from analytics_mock.api.dependencies import RuntimeDep, is_json_content_type, parse_json
+from analytics_mock.api.dependencies import RuntimeDep, parse_json, require_json_content_type
 from analytics_mock.api.openapi import json_request_body
 from analytics_mock.api.responses import error_responses
 from analytics_mock.config_files import first_problem
@@ -23,10 +23,9 @@ from analytics_mock.errors import (
     AuthenticationFailed,
     InvalidBody,
     ObjectNotFound,
-    UnsupportedMediaType,
 )
+from analytics_mock.formats import MAX_INT
 from analytics_mock.schemas.controls import (
-    MAX_INT,
     Fault,
     FaultIn,
     JournalEntry,
@@ -70,15 +69,9 @@ def _parse(model: Any, document: object) -> Any:
         raise InvalidBody(f"The request body is invalid: {first_problem(exc)}.") from None
 
 
-async def _json_content_type(request: Request) -> None:
-    if not is_json_content_type(request.headers.get("content-type")):
-        raise UnsupportedMediaType("The Content-Type of the request must be application/json.")
-
-
-async def control_body(
-    request: Request, _json: Annotated[None, Depends(_json_content_type)]
-) -> object:
-    """The JSON body of a control call (same parsing rules as the emulated API)."""
+async def control_body(request: Request) -> object:
+    """The JSON body of a control call (same rules as the emulated API: 415, then 400)."""
+    require_json_content_type(request)
     return parse_json(await request.body())
 
 

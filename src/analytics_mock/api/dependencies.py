@@ -93,9 +93,11 @@ async def require_admin(request: Request) -> Principal:
     return principal
 
 
-def is_json_content_type(value: str | None) -> bool:
-    """Whether a Content-Type header names application/json (parameters allowed)."""
-    return value is not None and _media_type(value)[0] == "application/json"
+def require_json_content_type(request: Request) -> None:
+    """415 unless the Content-Type header names application/json (parameters allowed)."""
+    value = request.headers.get("content-type")
+    if value is None or _media_type(value)[0] != "application/json":
+        raise UnsupportedMediaType("The Content-Type of the request must be application/json.")
 
 
 def _reject_constant(name: str) -> Any:
@@ -108,8 +110,7 @@ PARSED_BODY = "analytics_mock.parsed_body"
 
 async def read_json(request: Request) -> object:
     """The parsed JSON body; call it only once the caller is known to be allowed."""
-    if not is_json_content_type(request.headers.get("content-type")):
-        raise UnsupportedMediaType("The Content-Type of the request must be application/json.")
+    require_json_content_type(request)
     raw = await request.body()
     document = parse_json(raw)
     request.scope.setdefault("state", {})[PARSED_BODY] = (raw, document)

@@ -15,6 +15,7 @@ from analytics_mock.api.responses import error_responses
 from analytics_mock.api.routes import DirectRoute
 from analytics_mock.db.repositories import Executor
 from analytics_mock.errors import InvalidParameter
+from analytics_mock.formats import MAX_INT
 from analytics_mock.query.filter_parser import QuerySyntaxError, parse_filter
 from analytics_mock.query.sql import OrderBySyntaxError, parse_order_by
 from analytics_mock.schemas.email_settings import (
@@ -23,8 +24,6 @@ from analytics_mock.schemas.email_settings import (
     EmailSettingUpdate,
 )
 from analytics_mock.services import email_settings as service
-
-MAX_INT = 2_147_483_647
 
 router = APIRouter(prefix="/Analytics/v1", tags=["EmailServerSettings"], route_class=DirectRoute)
 

@@ -121,8 +121,8 @@ class Database:
             event.listen(engine, "checkout", self._ping)
         self.runner = UnitRunner(
             engine,
-            # One writer is all SQLite allows, and batching is what makes it fast.
-            threads=1 if sqlite else 4,
+            # SQLite's one writer reads too; PostgreSQL reads beside it.
+            readers=0 if sqlite else 3,
             write_lock=self._write_lock,
             watchdog=self.watchdog,
             deadline=timeout,
