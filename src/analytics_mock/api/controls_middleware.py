@@ -6,16 +6,15 @@ import asyncio
 import logging
 import time
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
-from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from analytics_mock.api.dependencies import PARSED_BODY, runtime_of
+from analytics_mock.api.dependencies import PARSED_BODY
 from analytics_mock.api.errors import error_response
 from analytics_mock.api.middleware import declared_length
-from analytics_mock.db.runner import FollowUp, Unit
-from analytics_mock.errors import CATALOGUE, DomainError, InternalError, ServerUnavailable
+from analytics_mock.db.runner import RIDER, FollowUp
+from analytics_mock.errors import DomainError, InternalError, ServerUnavailable, error_for_status
 from analytics_mock.runtime import Runtime
 from analytics_mock.services.controls import FaultRule, take_fault
 from analytics_mock.services.journal import (
@@ -32,9 +31,6 @@ logger = logging.getLogger("analytics_mock.api")
 API_PREFIX = "/Analytics/"
 # A body the app never read (a refusal before parsing) is still journalled when this small.
 _DRAIN_LIMIT = 64 * 1024
-# Where the call's recorder waits in the request's state for `run_last_unit`.
-_RECORDER = "analytics_mock.journal"
-T = TypeVar("T")
 
 
 class ConnectionDroppedError(ConnectionError):
@@ -43,12 +39,7 @@ class ConnectionDroppedError(ConnectionError):
 
 def fault_error(rule: FaultRule) -> DomainError:
     """The vendor-shaped error a status fault answers with."""
-    kind = next((k for k in CATALOGUE if k.status == rule.status), None)
-    text = rule.message or "Injected fault."
-    error = DomainError(text)
-    error.status = rule.status or 500
-    error.message_id = kind.message_id if kind is not None else "KNAQ29999-E"
-    return error
+    return error_for_status(rule.status or 500, rule.message or "Injected fault.")
 
 
 async def drop_connection(receive: Receive) -> None:
@@ -73,21 +64,12 @@ class ControlsMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
             await self.app(scope, receive, send)
             return
-        call = _CallRecorder(self.runtime, scope, receive, send)
-        state = scope.setdefault("state", {})
-        state[_RECORDER] = call
-        try:
-            await self._serve(scope, receive, call)
-        finally:
-            # The recorder holds the scope: left there, every call would end as a reference
-            # cycle, which only the cycle collector frees (and the more it has to, the more
-            # often it runs over every young object).
-            del state[_RECORDER]
+        await self._serve(scope, receive, _CallRecorder(self.runtime, scope, receive, send))
 
     async def _serve(self, scope: Scope, receive: Receive, call: _CallRecorder) -> None:
         try:
             # Every call reads the switches; calls that arrive together share one read.
-            snapshot = await self.runtime.db.run_shared("controls", self.runtime.controls.current)
+            snapshot = await self.runtime.db.read(self.runtime.controls.current, share="controls")
         except Exception:
             # The database is gone: answer here, in the envelope, and keep the connection
             # (Starlette's last-resort handler would re-raise and uvicorn drop it).
@@ -110,18 +92,22 @@ class ControlsMiddleware:
             if rule.status is not None:
                 await error_response(scope, fault_error(rule))(scope, call.receive, call.send)
                 return
+        # The call's journal entry rides with its next write (`Database.write`).
+        token = RIDER.set(call.rider)
         try:
             await self.app(scope, call.receive, call.send)
         except BaseException:
             if not call.journalled:
                 await call.journal(status=500)
             raise
+        finally:
+            RIDER.reset(token)
         if not call.journalled:
             await call.journal(status=0)  # no answer: the client left first
 
     async def _claimed(self, rule: FaultRule) -> bool:
         try:
-            return await self.runtime.db.run(partial(take_fault, rule=rule), savepoint=True)
+            return await self.runtime.db.write(partial(take_fault, rule=rule))
         except Exception:
             logger.exception("cannot claim fault rule %d", rule.id)
             return False
@@ -141,7 +127,8 @@ class _CallRecorder:
         self._body_done = False
         self._status = 0
         self.journalled = False
-        # The status of the entry a follow-up wrote with the call's last unit, if one did.
+        # Whether a write carries the entry, and the status it wrote there, if it did.
+        self._riding = False
         self._followed: int | None = None
 
     async def receive(self) -> Message:
@@ -180,25 +167,33 @@ class _CallRecorder:
             await self._drain()
         call = self._call(status)
         writer = journal_writer(self.runtime.settings.journal_size)
+        entry = journal_entry(call)
+        token = RIDER.set(lambda: (writer, lambda _error: entry))
         try:
-            await self.runtime.db.run_grouped(writer, journal_entry(call))
+            await self.runtime.db.write(_nothing)
         except Exception:
             # A journal the database cannot take must not cost the client its answer.
             logger.exception("journal entry lost for %s %s", call.method, call.path)
+        finally:
+            RIDER.reset(token)
 
-    def follow_up(self, status: int) -> FollowUp | None:
-        """The entry as a follow-up of a unit that answers `status` if it succeeds, if it can be.
+    def rider(self) -> FollowUp | None:
+        """The entry for the call's write, as the call answers if it ends as the write does.
 
-        It saves the call a transaction of its own. If the answer turns out different (the
-        transaction failed), the last byte's `journal` records the answer as usual.
+        Only once per call, so the entry rides with the first write that asks: the write the
+        endpoint makes, authentication's own ones aside (`dependencies.authenticate`). If the
+        answer turns out different (the transaction failed), the last byte records it anew.
         """
-        if self.journalled or self.runtime.settings.journal_size == 0 or self._unread():
+        if self._riding or self.journalled or self.runtime.settings.journal_size == 0:
             return None
-        entry = journal_entry(self._call(status))
+        if self._unread():
+            return None
+        self._riding = True
+        entry = journal_entry(self._call(200))
 
         def make(error: BaseException | None) -> dict[str, Any]:
             # As `call_endpoint` and the middleware answer: a domain error's status, else 500.
-            answered = error.status if isinstance(error, DomainError) else 500 if error else status
+            answered = error.status if isinstance(error, DomainError) else 500 if error else 200
             self._followed = answered
             return {**entry, "status": answered, "duration_ms": self._elapsed_ms()}
 
@@ -238,18 +233,5 @@ class _CallRecorder:
             pass
 
 
-async def run_last_unit(
-    request: Request, unit: Unit[T], *, status: int = 200, shared: object = None
-) -> T:
-    """Run a call's last database work, with the call's journal entry in its transaction.
-
-    `status` is the call's answer when `unit` succeeds; a unit that raises answers its error's.
-    A read-only `unit` may name a `shared` key: calls of that key that arrive together share
-    one run of it (`Database.run_shared`), each with its own journal entry.
-    """
-    recorder = request.scope.get("state", {}).get(_RECORDER)
-    follow = recorder.follow_up(status) if isinstance(recorder, _CallRecorder) else None
-    db = runtime_of(request).db
-    if shared is not None:
-        return await db.run_shared(shared, unit, follow=follow)
-    return await db.run(unit, follow=follow)
+def _nothing(_connection: Any) -> None:
+    """A write of nothing, for an entry whose call made no write to ride with."""

@@ -26,7 +26,6 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from analytics_mock.db.held_rows import held_rows
 from analytics_mock.db.models import (
     ControlRow,
     EmailSettingRow,
@@ -148,18 +147,9 @@ class EmailSettingsRepository:
 
     def get(self, instance_id: str, *, for_update: bool = False) -> SettingRecord | None:
         """The object with this instanceID, locked for the transaction when `for_update`."""
-        held = held_rows(self.session) if for_update else None
-        key = (_SETTINGS.name, instance_id)
-        if held is not None and (record := held.get(key)) is not None:
-            return cast(SettingRecord, record)
         stmt = _GET_SETTING_FOR_UPDATE if for_update else _GET_SETTING
         row = stmt.first(self.session, {"id": instance_id})
-        if row is None:
-            return None
-        record = SettingRecord.from_row(row)
-        if held is not None:
-            held.hold(key, record)
-        return record
+        return SettingRecord.from_row(row) if row is not None else None
 
     def first(self) -> SettingRecord | None:
         """The oldest object: the one the test mail uses."""
@@ -169,10 +159,8 @@ class EmailSettingsRepository:
         return SettingRecord.from_row(row) if row is not None else None
 
     def save(self, record: SettingRecord) -> None:
-        """Write every member of `record` to its stored object (held: before the commit)."""
-        held = held_rows(self.session)
-        if held is None or not held.write((_SETTINGS.name, record.instance_id), record, _write):
-            _write(self.session, record)
+        """Write every member of `record` to its stored object."""
+        _write(self.session, record)
 
     def page(
         self,

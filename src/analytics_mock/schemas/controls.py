@@ -6,11 +6,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from analytics_mock.services.seed import SeedSetting, check_unique_instance_ids
-from analytics_mock.services.users import Permission, UserName
+from analytics_mock.formats import MAX_INT
+from analytics_mock.schemas.seed import Permission, SeedSetting, UserName, check_unique
 
-# Every integer goes into an INTEGER column.
-MAX_INT = 2_147_483_647
 NoNul = StringConstraints(pattern=r"^[^\x00]*$")
 
 HttpMethod = Literal["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS"]
@@ -92,10 +90,7 @@ class State(BaseModel):
 
     @model_validator(mode="after")
     def _unique(self) -> State:
-        check_unique_instance_ids(self.settings)
-        names = [user.name for user in self.users]
-        if len(names) != len(set(names)):
-            raise ValueError("duplicate user names")
+        check_unique(self.settings, (user.name for user in self.users))
         return self
 
 

@@ -27,9 +27,9 @@ from analytics_mock.db.repositories import (
     TestMailRepository,
     UserRepository,
 )
+from analytics_mock.formats import vendor_time
 from analytics_mock.schemas.controls import FaultIn, State, StateUser
-from analytics_mock.services.seed import Seed, SeedSetting
-from analytics_mock.services.test_mail import vendor_time
+from analytics_mock.services.seed import Seed, exported_setting, setting_row
 from analytics_mock.services.users import UserSpec, sync_users
 
 
@@ -93,7 +93,7 @@ def export_state(session: Session) -> dict[str, Any]:
     """The whole emulated state; passwords only as ciphertext or hash."""
     users = UserRepository(session).all()
     return {
-        "settings": [SeedSetting.from_row(row) for row in EmailSettingsRepository(session).all()],
+        "settings": [exported_setting(row) for row in EmailSettingsRepository(session).all()],
         "users": [
             {
                 "name": user.name,
@@ -122,7 +122,7 @@ def _user_spec(user: StateUser) -> UserSpec:
 
 def import_state(session: Session, box: SecretBox, state: State, now: float) -> None:
     """Replace the emulated state with `state`; sessions end, journal and mail record stay."""
-    EmailSettingsRepository(session).replace_all([s.to_row(box) for s in state.settings])
+    EmailSettingsRepository(session).replace_all([setting_row(s, box) for s in state.settings])
     sync_users(session, [_user_spec(user) for user in state.users])
     users = UserRepository(session)
     for user in state.users:

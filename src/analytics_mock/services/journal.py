@@ -11,7 +11,7 @@ from typing import Any
 
 from analytics_mock.db.models import JournalRow
 from analytics_mock.db.repositories import Executor, JournalRepository
-from analytics_mock.services.test_mail import vendor_time
+from analytics_mock.formats import vendor_time
 
 REDACTED = "***"
 _SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie"}

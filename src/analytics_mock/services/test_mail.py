@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy.orm import Session
@@ -23,6 +22,7 @@ from analytics_mock.db.repositories import (
     TestMailRepository,
 )
 from analytics_mock.errors import ObjectNotFound
+from analytics_mock.formats import vendor_time
 from analytics_mock.mail import (
     DeliveryOptions,
     DeliveryOutcome,
@@ -81,7 +81,7 @@ class MailPlan:
         )
 
 
-def plan_test_mail(session: Session, box: SecretBox, test_mail: TestMailIn) -> MailPlan:
+def plan_test_mail(session: Executor, box: SecretBox, test_mail: TestMailIn) -> MailPlan:
     """Overlay the request's settings on the stored ones and pick the password to use."""
     row = _stored_row(session)
     patch = test_mail.emailSetting or EmailSettingUpdate()
@@ -151,11 +151,6 @@ def record_attempt(session: Session, plan: MailPlan, attempt: Attempt) -> None:
             message=attempt.message,
         )
     )
-
-
-def vendor_time(epoch: float) -> str:
-    """`yyyy-mm-ddThh:mm:ss.mmm+00:00`: milliseconds, the offset written out, never `Z`."""
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
 
 
 def job_body(plan: MailPlan, attempt: Attempt) -> dict[str, Any]:
