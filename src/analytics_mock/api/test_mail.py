@@ -15,6 +15,7 @@ from analytics_mock.mail import DeliveryOptions
 from analytics_mock.runtime import Runtime
 from analytics_mock.schemas.test_mail import Job, SendTestMailAction, SendTestMailActionIn
 from analytics_mock.services import test_mail as service
+from analytics_mock.services.controls import take_mail_failure
 
 ACTION_PATH = "/services/EmailServerSettings/actions/sendTestMail"
 
@@ -60,14 +61,19 @@ async def invoke_test_mail(request: Request) -> JSONResponse:
     document = await read_json(request)
     action = validate_body(SendTestMailActionIn, document, what="the sendTestMail Action")
 
-    def plan() -> service.MailPlan:
-        with runtime.db.session() as session:
-            return service.plan_test_mail(session, runtime.box, action.parameters[0])
+    def plan() -> tuple[service.MailPlan, str | None]:
+        with runtime.db.session(write=True) as session:
+            mail_plan = service.plan_test_mail(session, runtime.box, action.parameters[0])
+            return mail_plan, take_mail_failure(session)
 
-    mail_plan = await run_in_threadpool(plan)
+    mail_plan, failure = await run_in_threadpool(plan)
     # Delivery is asyncio all the way, so other requests are served while a mail is in flight.
     attempt = await service.attempt_test_mail(
-        mail_plan, runtime.settings.test_mail_mode, delivery_options(runtime), runtime.clock
+        mail_plan,
+        runtime.settings.test_mail_mode,
+        delivery_options(runtime),
+        runtime.clock,
+        injected_failure=failure,
     )
 
     def record() -> None:

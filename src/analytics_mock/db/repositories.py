@@ -32,6 +32,7 @@ from analytics_mock.db.models import (
     EmailSettingRow,
     FaultRow,
     JournalRow,
+    MailFailureRow,
     SessionRow,
     TestMailRow,
     UserRow,
@@ -62,6 +63,12 @@ _SESSIONS = cast(Table, SessionRow.__table__)
 _JOURNAL = cast(Table, JournalRow.__table__)
 _FAULTS = cast(Table, FaultRow.__table__)
 _CONTROL = cast(Table, ControlRow.__table__)
+
+
+def clear_tables(session: Executor, tables: Sequence[Table]) -> None:
+    """Delete every row of `tables`, given parents first (as `MetaData.sorted_tables` orders)."""
+    for table in reversed(tables):
+        session.execute(delete(table))
 
 
 def _orm(executor: Executor) -> Session:
@@ -464,3 +471,42 @@ class ControlRepository:
         if maintenance is not None:
             values["maintenance"] = maintenance
         self.session.execute(update(ControlRow).where(ControlRow.id == 1).values(**values))
+
+
+class MailFailureRepository:
+    """Queries on `mail_failures`, the failures injected into the next test mails."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, row: MailFailureRow) -> None:
+        """Store a failure."""
+        self.session.add(row)
+        self.session.flush()
+
+    def clear(self) -> None:
+        """Remove every failure."""
+        self.session.execute(delete(MailFailureRow))
+
+    def take_oldest(self) -> str | None:
+        """The oldest failure's kind, one of its uses taken (the last removes it); or None."""
+        row = self.session.scalars(
+            select(MailFailureRow).order_by(MailFailureRow.id).limit(1)
+        ).first()
+        if row is None:
+            return None
+        if row.remaining is not None:
+            # Conditional, so two processes never both take the last use.
+            taken = self.session.execute(
+                update(MailFailureRow)
+                .where(MailFailureRow.id == row.id, MailFailureRow.remaining > 0)
+                .values(remaining=MailFailureRow.remaining - 1)
+            )
+            if not getattr(taken, "rowcount", 0):
+                return None
+            self.session.execute(
+                delete(MailFailureRow).where(
+                    MailFailureRow.id == row.id, MailFailureRow.remaining <= 0
+                )
+            )
+        return row.failure_kind
