@@ -12,7 +12,13 @@ from analytics_mock.db.migrate import upgrade_to_head
 from analytics_mock.db.repositories import ControlRepository
 from analytics_mock.inflight import CallEpochs
 from analytics_mock.services.auth import Authenticator
-from analytics_mock.services.controls import ControlCache, merge_users, reset, seed_store
+from analytics_mock.services.controls import (
+    ControlCache,
+    ResetMemo,
+    merge_users,
+    reset,
+    seed_store,
+)
 from analytics_mock.services.seed import Seed, load_seed_file
 from analytics_mock.services.users import UserSpec, load_users_file
 from analytics_mock.settings import Settings
@@ -31,12 +37,20 @@ class Runtime:
     controls: ControlCache = field(default_factory=ControlCache)
     clock: Callable[[], float] = field(default=time.time)
     calls: CallEpochs = field(default_factory=CallEpochs)
+    reset_memo: ResetMemo = field(default_factory=ResetMemo)
 
     def reset(self) -> None:
         """Fence out the calls in flight, then put everything back to the seed."""
         self.calls.fence()
         with self.db.session(write=True) as session:
-            reset(session, self.box, self.seed, self.users, self.settings.maintenance)
+            reset(
+                session,
+                self.box,
+                self.seed,
+                self.users,
+                self.settings.maintenance,
+                self.reset_memo,
+            )
 
     def close(self) -> None:
         """Release the database connections."""

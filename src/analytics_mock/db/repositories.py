@@ -65,10 +65,16 @@ _FAULTS = cast(Table, FaultRow.__table__)
 _CONTROL = cast(Table, ControlRow.__table__)
 
 
-def clear_tables(session: Executor, tables: Sequence[Table]) -> None:
-    """Delete every row of `tables`, given parents first (as `MetaData.sorted_tables` orders)."""
+def clear_tables(session: Executor, tables: Sequence[Table]) -> dict[str, int]:
+    """Delete every row of `tables`, given parents first (as `MetaData.sorted_tables` orders).
+
+    How many rows each table lost, by name.
+    """
+    deleted: dict[str, int] = {}
     for table in reversed(tables):
-        session.execute(delete(table))
+        result = session.execute(delete(table))
+        deleted[table.name] = int(getattr(result, "rowcount", 0) or 0)
+    return deleted
 
 
 def _orm(executor: Executor) -> Session:
@@ -252,6 +258,11 @@ class UserRepository:
     def credentials(self, name: str) -> Any | None:
         """What authentication reads of the account called `name`."""
         return _USER_CREDENTIALS.first(self.session, {"name": name})
+
+    def fingerprint(self) -> list[tuple[Any, ...]]:
+        """Every account's columns, by name: equal lists, equal accounts."""
+        stmt = select(*_USERS.c).order_by(_USERS.c.name)
+        return [tuple(row) for row in self.session.execute(stmt)]
 
     def all(self) -> list[UserRow]:
         """Every account, by name."""

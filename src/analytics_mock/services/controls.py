@@ -59,15 +59,47 @@ def seed_store(session: Session, box: SecretBox, seed: Seed, users: list[UserSpe
 RESEEDED_TABLES = frozenset({"email_settings", "users", "control"})
 
 
+@dataclass
+class ResetMemo:
+    """What the reseeded tables held right after the last reset: unchanged, they are skipped."""
+
+    clean: tuple[Any, ...] | None = None
+
+
+def _fingerprint(session: Session) -> tuple[Any, ...]:
+    return (
+        EmailSettingsRepository(session).all(),
+        UserRepository(session).fingerprint(),
+        bool(ControlRepository(session).get().maintenance),
+    )
+
+
 def reset(
-    session: Session, box: SecretBox, seed: Seed, users: list[UserSpec], maintenance: bool
+    session: Session,
+    box: SecretBox,
+    seed: Seed,
+    users: list[UserSpec],
+    maintenance: bool,
+    memo: ResetMemo | None = None,
 ) -> None:
-    """Everything back to the seed: settings, accounts, tokens, journal, faults, mails, switches."""
-    clear_tables(session, [t for t in Base.metadata.sorted_tables if t.name not in RESEEDED_TABLES])
+    """Everything back to the seed: settings, accounts, tokens, journal, faults, mails, switches.
+
+    Every table of the models is emptied but the reseeded ones, which are written again only
+    when they differ from what the last reset left (`memo`, kept by the caller).
+    """
+    deleted = clear_tables(
+        session, [t for t in Base.metadata.sorted_tables if t.name not in RESEEDED_TABLES]
+    )
+    if memo is not None and memo.clean is not None and _fingerprint(session) == memo.clean:
+        if deleted.get(FaultRow.__tablename__):
+            ControlRepository(session).bump()  # every process drops the removed rules
+        return
     EmailSettingsRepository(session).replace_all(seed.setting_rows(box))
     sync_users(session, users)
     UserRepository(session).unlock_all()
     ControlRepository(session).bump(maintenance=maintenance)
+    if memo is not None:
+        memo.clean = _fingerprint(session)
 
 
 def decoded_path(path: str) -> str:
