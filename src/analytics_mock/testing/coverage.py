@@ -12,10 +12,10 @@ operation's OpenAPI entry lists, and the message IDs of the error catalogue.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 API_PREFIX = "/Analytics/"
@@ -35,14 +35,12 @@ class CoverageRecorder:
 
     def wrap(self, app: Any) -> ASGIApp:
         """`app` with every emulated call recorded; learns the documented statuses from it."""
-        self.documented.update(documented_operations(app))
-        routes = [
-            (route, f"{method} {route.path}")
-            for route in app.routes
-            if getattr(route, "path", "").startswith(API_PREFIX)
-            for method in sorted(getattr(route, "methods", None) or ())
-            if method != "HEAD"
-        ]
+        operations = documented_operations(app)
+        self.documented.update(operations)
+        routes: list[tuple[str, re.Pattern[str], str]] = []
+        for name in operations:
+            method, path = name.split(" ", 1)
+            routes.append((method, _template(path), name))
 
         async def recorded(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
@@ -51,9 +49,8 @@ class CoverageRecorder:
             operation = next(
                 (
                     name
-                    for route, name in routes
-                    if name.startswith(scope["method"] + " ")
-                    and route.matches(scope)[0] == Match.FULL
+                    for method, pattern, name in routes
+                    if method == scope["method"] and pattern.match(scope["path"])
                 ),
                 f"{scope['method']} (no such operation)",
             )
@@ -89,6 +86,12 @@ class CoverageRecorder:
         self.seen.update((op, status, mid) for op, status, mid in exported["seen"])
         for name, codes in exported["documented"].items():
             self.documented.setdefault(name, set()).update(codes)
+
+
+def _template(path: str) -> re.Pattern[str]:
+    """The regular expression of an OpenAPI path template: a `{name}` is one path segment."""
+    parts = re.split(r"\{[^}]+\}", path)
+    return re.compile("[^/]+".join(re.escape(part) for part in parts) + "$")
 
 
 def message_id(body: bytes) -> str | None:
