@@ -356,6 +356,15 @@ def test_fail_test_mails_in_smtp_mode_sends_nothing(analytics_mock: AnalyticsMoc
     assert "injected by the test controls" in mail["detail"]
 
 
+@BOTH
+@pytest.mark.analytics_mock(control_token="t0ken")
+def test_helpers_send_a_configured_control_token(request: pytest.FixtureRequest, name: str) -> None:
+    mock: Mock = request.getfixturevalue(name)
+    mock.fault(SETTINGS_PATH, status=503, times=1)
+    assert mock.client.get(SETTINGS_PATH).status_code == 503
+    assert mock.make_client(auth=None).get("/_mock/faults").status_code == 401
+
+
 def test_unknown_failure_kind_is_400(analytics_mock: AnalyticsMock) -> None:
     with pytest.raises(Exception, match="answered 400"):
         analytics_mock.fail_test_mails("nonsense")

@@ -113,6 +113,13 @@ class Emulator:
         self.runtime.close()
 
 
+def _with_token(client: httpx.Client, settings: Settings) -> httpx.Client:
+    """`client`, sending the control token when the settings require one."""
+    if settings.control_token is not None:
+        client.headers["Authorization"] = f"Bearer {settings.control_token.get_secret_value()}"
+    return client
+
+
 class AnalyticsMock(MockControls):
     """An emulator inside the test process (the `analytics_mock` fixture).
 
@@ -144,7 +151,7 @@ class AnalyticsMock(MockControls):
         self.app: FastAPI = self._emulator.app
         self.async_transport = self._emulator.async_transport
         self.transport = self._emulator.transport
-        super().__init__(self.make_client(auth=None))
+        super().__init__(_with_token(self.make_client(auth=None), self._emulator.settings))
         self.client = self.make_client()
 
     def make_client(self, auth: tuple[str, str] | None = ADMIN_AUTH) -> httpx.Client:
@@ -294,7 +301,8 @@ class AnalyticsMockServer(MockControls):
         self.base_url = url + API_PATH
         self._server = server
         self._clients: list[httpx.Client] = []
-        super().__init__(self.make_client(auth=None))
+        controls = self.make_client(auth=None)
+        super().__init__(_with_token(controls, server.settings) if server else controls)
         self.client = self.make_client()
 
     def make_client(self, auth: tuple[str, str] | None = ADMIN_AUTH) -> httpx.Client:
