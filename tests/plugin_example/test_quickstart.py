@@ -8,6 +8,7 @@ import pytest
 from analytics_mock.testing import AnalyticsMock
 
 SETTINGS = "/Analytics/v1/objects/EmailServerSettings"
+TEST_MAIL = "/Analytics/v1/services/EmailServerSettings/actions/sendTestMail"
 
 
 def test_change_the_mail_server(analytics_mock: AnalyticsMock) -> None:
@@ -42,12 +43,9 @@ def test_a_locked_account(analytics_mock: AnalyticsMock) -> None:
 
 def test_a_failed_test_mail(analytics_mock: AnalyticsMock) -> None:
     analytics_mock.fail_test_mails("auth_rejected", times=1)
-    action = analytics_mock.client.get(
-        SETTINGS.replace("objects", "services") + "/actions/sendTestMail"
-    )
-    action = action.json()
+    action = analytics_mock.client.get(TEST_MAIL).json()
     action["parameters"][0]["destinationAddresses"] = ["ops@example.com"]
 
-    job = analytics_mock.client.post(action["href"], json=action).json()
+    job = analytics_mock.client.post(TEST_MAIL + "/invoke", json=action).json()
 
     assert (job["state"], job["result"][0]["failureKind"]) == ("failed", "auth_rejected")
