@@ -314,11 +314,25 @@ def test_jitter_with_a_seed_repeats_its_delays() -> None:
 
 
 def test_fault_kinds_are_in_the_control_api_schema(analytics_mock: AnalyticsMock) -> None:
-    schema = analytics_mock.app.openapi()["components"]["schemas"]
+    document = analytics_mock.app.openapi()
+    schema = document["components"]["schemas"]
     fault_in = schema["FaultIn"]["properties"]
     for name in ("reset", "empty", "malformed", "headers", "body", "jitterMs", "seed"):
         assert name in fault_in, name
         assert fault_in[name].get("description"), name
+    assert "failureKind" in schema["MailFailureIn"]["properties"]
+    assert "json" in schema["JournalEntry"]["properties"]
+
+    def refs(node: object) -> list[str]:
+        if isinstance(node, dict):
+            found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+            return found + [ref for value in node.values() for ref in refs(value)]
+        if isinstance(node, list):
+            return [ref for value in node for ref in refs(value)]
+        return []
+
+    dangling = {ref for ref in refs(document) if ref.rpartition("/")[2] not in schema}
+    assert dangling == set()
 
 
 # --- failed test mails -------------------------------------------------------------------------
