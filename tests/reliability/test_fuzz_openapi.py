@@ -372,7 +372,7 @@ def test_operation_conforms(
 # What the README says each test control answers besides its success (the emulated API's own
 # operations already list theirs).
 CONTROL_ERRORS = {
-    ("put", "/_mock/state"): {"400", "415"},
+    ("put", "/_mock/state"): {"400", "413", "415"},
     ("get", "/_mock/requests"): {"400"},
     ("post", "/_mock/faults"): {"400", "415"},
     ("post", "/_mock/test-mail-failures"): {"400", "415"},

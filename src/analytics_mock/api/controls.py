@@ -112,7 +112,13 @@ def get_state(runtime: RuntimeDep) -> dict[str, Any]:
         return service.export_state(session)
 
 
-@router.put("/state", summary="Import the emulated state", openapi_extra=json_request_body(State))
+@router.put(
+    "/state",
+    summary="Import the emulated state",
+    openapi_extra=json_request_body(State),
+    # Fault rules may carry bodies of their own, so a state document can outgrow the limit.
+    responses=error_responses(413),
+)
 def put_state(document: ControlBody, runtime: RuntimeDep) -> dict[str, Any]:
     """Replace settings, users, maintenance and faults; every session ends."""
     state: State = _parse(State, document)
