@@ -20,7 +20,7 @@ from analytics_mock.api.middleware import HeadLimitMiddleware, VendorHttpMiddlew
 from analytics_mock.api.openapi import finish_openapi
 from analytics_mock.api.routes import DirectFront, DirectRoutes, call_endpoint
 from analytics_mock.runtime import Runtime, build_runtime
-from analytics_mock.schemas.controls import FaultIn, Maintenance, State
+from analytics_mock.schemas.controls import FaultIn, MailFailureIn, Maintenance, State
 from analytics_mock.schemas.email_settings import EmailSettingUpdate
 from analytics_mock.schemas.test_mail import SendTestMailActionIn
 from analytics_mock.settings import Settings, get_settings
@@ -90,6 +90,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     request_models: list[type[BaseModel]] = [EmailSettingUpdate, SendTestMailActionIn]
     if settings.control_api:
         app.include_router(controls.router)
-        request_models += [State, FaultIn, Maintenance]
+        request_models += [State, FaultIn, Maintenance, MailFailureIn]
     finish_openapi(app, request_models)
     return app

@@ -29,6 +29,8 @@ from analytics_mock.schemas.controls import (
     Fault,
     FaultIn,
     JournalEntry,
+    MailFailure,
+    MailFailureIn,
     Maintenance,
     State,
     TestMailRecord,
@@ -61,6 +63,16 @@ router = APIRouter(
 health = APIRouter(tags=[CONTROL_TAG])
 
 
+def _decoded(path: str) -> str:
+    """`path` percent-decoded, or a 400 when its escapes are not UTF-8."""
+    try:
+        return service.decoded_path(path)
+    except ValueError:
+        raise InvalidBody(
+            "The request body is invalid: the path's percent escapes are not UTF-8."
+        ) from None
+
+
 def _parse(model: Any, document: object) -> Any:
     """`document` as `model`, or a 400 that names the first problem."""
     try:
@@ -79,19 +91,13 @@ ControlBody = Annotated[object, Depends(control_body)]
 
 
 @router.post("/reset", summary="Return to the seed state")
-async def reset(runtime: RuntimeDep) -> dict[str, bool]:
-    """Settings, users' lock state, tokens, journal, faults, maintenance and test mails."""
-    await runtime.db.write(
-        orm(
-            partial(
-                service.reset,
-                box=runtime.box,
-                seed=runtime.seed,
-                users=runtime.users,
-                maintenance=runtime.settings.maintenance,
-            )
-        )
-    )
+def reset(runtime: RuntimeDep) -> dict[str, bool]:
+    """Settings, users' lock state, tokens, journal, faults, maintenance and test mails.
+
+    Calls still in flight in this process are fenced out first: held by a delay, they end
+    unanswered; none of them is journalled after the reset.
+    """
+    runtime.reset()
     return {"reset": True}
 
 
@@ -101,7 +107,13 @@ async def get_state(runtime: RuntimeDep) -> dict[str, Any]:
     return await runtime.db.read(orm(service.export_state))
 
 
-@router.put("/state", summary="Import the emulated state", openapi_extra=json_request_body(State))
+@router.put(
+    "/state",
+    summary="Import the emulated state",
+    openapi_extra=json_request_body(State),
+    # Fault rules may carry bodies of their own, so a state document can outgrow the limit.
+    responses=error_responses(413),
+)
 async def put_state(document: ControlBody, runtime: RuntimeDep) -> dict[str, Any]:
     """Replace settings, users, maintenance and faults; every session ends."""
     state: State = _parse(State, document)
@@ -122,9 +134,16 @@ async def get_requests(
     path: str | None = None,
     status: Annotated[int | None, Query(ge=0, le=599)] = None,
     since: Annotated[float | None, Query(description="Epoch seconds.")] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    limit: Annotated[
+        int, Query(ge=1, le=1_000_000, description="At most the journal's size is kept.")
+    ] = 100,
 ) -> JSONResponse:
-    """Journalled calls matching every filter given, newest first."""
+    """Journalled calls matching every filter given, newest first.
+
+    `path` is the decoded path; a percent-encoded one (%23 for #) is decoded first.
+    """
+    if path is not None:
+        path = _decoded(path)
     # Journalled text holds no NUL (it is stored escaped), and PostgreSQL refuses one in a query.
     if any("\x00" in text for text in (method or "", path or "")):
         return JSONResponse({"requests": []})
@@ -165,6 +184,7 @@ async def get_faults(runtime: RuntimeDep) -> dict[str, Any]:
 async def post_fault(document: ControlBody, runtime: RuntimeDep) -> dict[str, Any]:
     """Matching emulated calls get a status, a delay, or a dropped connection."""
     fault: FaultIn = _parse(FaultIn, document)
+    _decoded(fault.path)
     return await runtime.db.write(orm(partial(service.add_fault, fault=fault, now=runtime.clock())))
 
 
@@ -221,6 +241,26 @@ async def get_test_mails(
 async def delete_test_mails(runtime: RuntimeDep) -> Response:
     """Forget every test-mail attempt."""
     await runtime.db.write(orm(lambda session: TestMailRepository(session).clear()))
+    return Response(status_code=204)
+
+
+@router.post(
+    "/test-mail-failures",
+    status_code=201,
+    summary="Make the next test mails fail",
+    response_model=MailFailure,
+    openapi_extra=json_request_body(MailFailureIn),
+)
+async def post_mail_failure(document: ControlBody, runtime: RuntimeDep) -> dict[str, Any]:
+    """The next test mails (all, or `times` of them) end as a failed Job, in either mode."""
+    failure: MailFailureIn = _parse(MailFailureIn, document)
+    return await runtime.db.write(orm(partial(service.add_mail_failure, failure=failure)))
+
+
+@router.delete("/test-mail-failures", status_code=204, summary="Let test mails through again")
+async def delete_mail_failures(runtime: RuntimeDep) -> Response:
+    """No injected test-mail failure remains."""
+    await runtime.db.write(orm(service.clear_mail_failures))
     return Response(status_code=204)
 
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 import time
 from functools import partial
+from http import HTTPStatus
 from typing import Any
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from analytics_mock.api.dependencies import PARSED_BODY
-from analytics_mock.api.errors import error_response
+from analytics_mock.api.errors import COMMON_HEADERS, error_response
 from analytics_mock.api.middleware import declared_length
 from analytics_mock.db.runner import RIDER, FollowUp
 from analytics_mock.errors import DomainError, InternalError, ServerUnavailable, error_for_status
@@ -32,23 +36,61 @@ API_PREFIX = "/Analytics/"
 # A body the app never read (a refusal before parsing) is still journalled when this small.
 _DRAIN_LIMIT = 64 * 1024
 
+# What a `malformed` fault answers: a JSON document cut short, as a broken proxy might.
+MALFORMED_BODY = b'{"data": [{"instanceID": "mailServerSetting#0", "hostname": '
+
 
 class ConnectionDroppedError(ConnectionError):
-    """A `drop` fault where there is no connection to drop (an in-process transport)."""
+    """A connection fault where there is no connection (an in-process transport).
+
+    `kind` is the fault: "drop", "reset" or "empty"; the testing transports turn it into the
+    httpx error a client gets over a real socket.
+    """
+
+    def __init__(self, kind: str = "drop") -> None:
+        super().__init__(f"connection {kind} by a fault rule")
+        self.kind = kind
 
 
 def fault_error(rule: FaultRule) -> DomainError:
-    """The vendor-shaped error a status fault answers with."""
-    return error_for_status(rule.status or 500, rule.message or "Injected fault.")
+    """The vendor-shaped error a status fault answers with, with the rule's extra headers."""
+    error = error_for_status(rule.status or 500, rule.message or "Injected fault.")
+    error.headers.update(rule.headers)
+    return error
 
 
-async def drop_connection(receive: Receive) -> None:
-    """Close the client's connection without an answer (uvicorn); raise where there is none."""
+def fault_answer(rule: FaultRule) -> Response:
+    """The custom answer of a `body`, `malformed` or `headers`-only rule."""
+    body = rule.body.encode() if rule.body is not None else MALFORMED_BODY if rule.answer else b""
+    return Response(
+        body,
+        status_code=rule.status or 200,
+        headers={**dict(COMMON_HEADERS), **dict(rule.headers)},
+        media_type="application/json",
+    )
+
+
+async def drop_connection(receive: Receive, kind: str = "drop", status: int = 200) -> None:
+    """Break the client's connection (uvicorn) as `kind` says; raise where there is none.
+
+    "drop" closes it without an answer, "reset" resets it (TCP RST), "empty" sends the status
+    line alone and closes it.
+    """
     # uvicorn's receive is a bound method of the request cycle, which holds the transport.
     transport: Any = getattr(getattr(receive, "__self__", None), "transport", None)
     if transport is None:
-        raise ConnectionDroppedError("connection dropped by a fault rule")
-    transport.abort()
+        raise ConnectionDroppedError(kind)
+    if kind == "empty":
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+        transport.write(f"HTTP/1.1 {status} {phrase}\r\n".encode())
+        transport.close()
+    else:
+        if kind == "reset":
+            # Linger on with a zero timeout: closing sends RST instead of FIN.
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
     # Let connection_lost run, so uvicorn sees a client gone rather than an app that forgot.
     await asyncio.sleep(0)
 
@@ -64,7 +106,11 @@ class ControlsMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
             await self.app(scope, receive, send)
             return
-        await self._serve(scope, receive, _CallRecorder(self.runtime, scope, receive, send))
+        call = _CallRecorder(self.runtime, scope, receive, send)
+        try:
+            await self._serve(scope, receive, call)
+        finally:
+            self.runtime.calls.leave(call.epoch)
 
     async def _serve(self, scope: Scope, receive: Receive, call: _CallRecorder) -> None:
         try:
@@ -83,15 +129,26 @@ class ControlsMiddleware:
             return
         rule = next((r for r in snapshot.faults if r.matches(scope["method"], scope["path"])), None)
         if rule is not None and await self._claimed(rule):
-            if rule.delay_ms:
-                await asyncio.sleep(rule.delay_ms / 1000)
-            if rule.drop:
-                await call.journal(status=0)
+            delay = rule.delay()
+            if delay and not await self.runtime.calls.sleep(delay, call.epoch):
+                # A reset came while the call was held: it belongs to an earlier test, and
+                # ends without an answer or a journal entry.
+                call.journalled = True
                 await drop_connection(receive)
+                return
+            connection = "drop" if rule.drop else rule.answer
+            if connection in ("drop", "reset", "empty"):
+                await call.journal(status=0)
+                await drop_connection(receive, connection, rule.status or 200)
+                return
+            if rule.answer == "malformed" or rule.body is not None:
+                await fault_answer(rule)(scope, call.receive, call.send)
                 return
             if rule.status is not None:
                 await error_response(scope, fault_error(rule))(scope, call.receive, call.send)
                 return
+            if rule.headers:
+                call.extra_headers = rule.headers
         # The call's journal entry rides with its next write (`Database.write`).
         token = RIDER.set(call.rider)
         try:
@@ -130,6 +187,10 @@ class _CallRecorder:
         # Whether a write carries the entry, and the status it wrote there, if it did.
         self._riding = False
         self._followed: int | None = None
+        # Counted out by the middleware when the call ends (see inflight.py).
+        self.epoch = runtime.calls.enter()
+        # Added to the app's answer by a `headers`-only fault rule.
+        self.extra_headers: tuple[tuple[str, str], ...] = ()
 
     async def receive(self) -> Message:
         message = await self._receive()
@@ -142,6 +203,11 @@ class _CallRecorder:
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self._status = message["status"]
+            if self.extra_headers:
+                named = {name.lower().encode() for name, _ in self.extra_headers}
+                kept = [(n, v) for n, v in message.get("headers", []) if n.lower() not in named]
+                added = [(n.lower().encode(), v.encode()) for n, v in self.extra_headers]
+                message = {**message, "headers": kept + added}
         elif message["type"] == "http.response.body" and not message.get("more_body", False):
             # Written before the last byte leaves, so a client that reads the journal right
             # after its call always finds the call there.
@@ -150,8 +216,9 @@ class _CallRecorder:
         await self._send(message)
 
     async def journal(self, *, status: int) -> None:
-        """Record the call once, if the journal is on."""
-        if self.journalled or self.runtime.settings.journal_size == 0:
+        """Record the call once, if the journal is on and no reset came since it began."""
+        stale = self.runtime.calls.stale(self.epoch)
+        if self.journalled or self.runtime.settings.journal_size == 0 or stale:
             self.journalled = True
             return
         self.journalled = True
@@ -186,7 +253,7 @@ class _CallRecorder:
         """
         if self._riding or self.journalled or self.runtime.settings.journal_size == 0:
             return None
-        if self._unread():
+        if self._unread() or self.runtime.calls.stale(self.epoch):
             return None
         self._riding = True
         entry = journal_entry(self._call(200))

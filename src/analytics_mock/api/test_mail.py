@@ -6,6 +6,7 @@ from functools import partial
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from analytics_mock.api.dependencies import read_json, require_admin, runtime_of, validate_body
 from analytics_mock.api.openapi import json_request_body
@@ -16,6 +17,7 @@ from analytics_mock.mail import DeliveryOptions
 from analytics_mock.runtime import Runtime
 from analytics_mock.schemas.test_mail import Job, SendTestMailAction, SendTestMailActionIn
 from analytics_mock.services import test_mail as service
+from analytics_mock.services.controls import take_mail_failure
 
 ACTION_PATH = "/services/EmailServerSettings/actions/sendTestMail"
 
@@ -61,12 +63,20 @@ async def invoke_test_mail(request: Request) -> JSONResponse:
     document = await read_json(request)
     action = validate_body(SendTestMailActionIn, document, what="the sendTestMail Action")
 
-    mail_plan = await runtime.db.read(
-        partial(service.plan_test_mail, box=runtime.box, test_mail=action.parameters[0])
-    )
+    test_mail = action.parameters[0]
+
+    def plan(session: Session) -> tuple[service.MailPlan, str | None]:
+        # An injected failure is used up in the same transaction that reads the settings.
+        return service.plan_test_mail(session, runtime.box, test_mail), take_mail_failure(session)
+
+    mail_plan, failure = await runtime.db.write(orm(plan))
     # Delivery is asyncio all the way, so other requests are served while a mail is in flight.
     attempt = await service.attempt_test_mail(
-        mail_plan, runtime.settings.test_mail_mode, delivery_options(runtime), runtime.clock
+        mail_plan,
+        runtime.settings.test_mail_mode,
+        delivery_options(runtime),
+        runtime.clock,
+        injected_failure=failure,
     )
 
     await runtime.db.write(orm(partial(service.record_attempt, plan=mail_plan, attempt=attempt)))

@@ -31,6 +31,7 @@ from analytics_mock.db.models import (
     EmailSettingRow,
     FaultRow,
     JournalRow,
+    MailFailureRow,
     SessionRow,
     TestMailRow,
     UserRow,
@@ -61,6 +62,18 @@ _SESSIONS = cast(Table, SessionRow.__table__)
 _JOURNAL = cast(Table, JournalRow.__table__)
 _FAULTS = cast(Table, FaultRow.__table__)
 _CONTROL = cast(Table, ControlRow.__table__)
+
+
+def clear_tables(session: Executor, tables: Sequence[Table]) -> dict[str, int]:
+    """Delete every row of `tables`, given parents first (as `MetaData.sorted_tables` orders).
+
+    How many rows each table lost, by name.
+    """
+    deleted: dict[str, int] = {}
+    for table in reversed(tables):
+        result = session.execute(delete(table))
+        deleted[table.name] = int(getattr(result, "rowcount", 0) or 0)
+    return deleted
 
 
 def _orm(executor: Executor) -> Session:
@@ -233,6 +246,11 @@ class UserRepository:
     def credentials(self, name: str) -> Any | None:
         """What authentication reads of the account called `name`."""
         return _USER_CREDENTIALS.first(self.session, {"name": name})
+
+    def fingerprint(self) -> list[tuple[Any, ...]]:
+        """Every account's columns, by name: equal lists, equal accounts."""
+        stmt = select(*_USERS.c).order_by(_USERS.c.name)
+        return [tuple(row) for row in self.session.execute(stmt)]
 
     def all(self) -> list[UserRow]:
         """Every account, by name."""
@@ -452,3 +470,42 @@ class ControlRepository:
         if maintenance is not None:
             values["maintenance"] = maintenance
         self.session.execute(update(ControlRow).where(ControlRow.id == 1).values(**values))
+
+
+class MailFailureRepository:
+    """Queries on `mail_failures`, the failures injected into the next test mails."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, row: MailFailureRow) -> None:
+        """Store a failure."""
+        self.session.add(row)
+        self.session.flush()
+
+    def clear(self) -> None:
+        """Remove every failure."""
+        self.session.execute(delete(MailFailureRow))
+
+    def take_oldest(self) -> str | None:
+        """The oldest failure's kind, one of its uses taken (the last removes it); or None."""
+        row = self.session.scalars(
+            select(MailFailureRow).order_by(MailFailureRow.id).limit(1)
+        ).first()
+        if row is None:
+            return None
+        if row.remaining is not None:
+            # Conditional, so two processes never both take the last use.
+            taken = self.session.execute(
+                update(MailFailureRow)
+                .where(MailFailureRow.id == row.id, MailFailureRow.remaining > 0)
+                .values(remaining=MailFailureRow.remaining - 1)
+            )
+            if not getattr(taken, "rowcount", 0):
+                return None
+            self.session.execute(
+                delete(MailFailureRow).where(
+                    MailFailureRow.id == row.id, MailFailureRow.remaining <= 0
+                )
+            )
+        return row.failure_kind

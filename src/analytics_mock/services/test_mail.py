@@ -26,6 +26,7 @@ from analytics_mock.formats import vendor_time
 from analytics_mock.mail import (
     DeliveryOptions,
     DeliveryOutcome,
+    FailureKind,
     SmtpTarget,
     build_test_message,
     deliver_test_mail,
@@ -105,9 +106,18 @@ class Attempt:
 
 
 async def attempt_test_mail(
-    plan: MailPlan, mode: Mode, options: DeliveryOptions, clock: Any
+    plan: MailPlan,
+    mode: Mode,
+    options: DeliveryOptions,
+    clock: Any,
+    *,
+    injected_failure: str | None = None,
 ) -> Attempt:
-    """Deliver over SMTP, or in capture mode only build the message; never raises for a failure."""
+    """Deliver over SMTP, or in capture mode only build the message; never raises for a failure.
+
+    `injected_failure` (a failure kind the test controls asked for) ends the attempt failed
+    with that kind, in either mode, without sending anything.
+    """
     created = clock()
     target = plan.target()
     message = build_test_message(
@@ -117,7 +127,13 @@ async def attempt_test_mail(
         port=target.port,
         security=target.security,
     )
-    if mode == "capture":
+    if injected_failure is not None:
+        outcome = DeliveryOutcome(
+            delivered=False,
+            failure=FailureKind(injected_failure),
+            detail=f"{injected_failure} (injected by the test controls): not sent",
+        )
+    elif mode == "capture":
         count = len(plan.recipients)
         outcome = DeliveryOutcome(
             delivered=True,
