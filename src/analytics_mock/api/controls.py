@@ -26,10 +26,13 @@ from analytics_mock.schemas.controls import (
     MAX_INT,
     Fault,
     FaultIn,
+    Health,
     JournalEntry,
     Maintenance,
+    ResetDone,
     State,
     TestMailRecord,
+    UnlockedUser,
 )
 from analytics_mock.services import controls as service
 from analytics_mock.services.journal import journal_body
@@ -82,7 +85,12 @@ async def control_body(
 ControlBody = Annotated[object, Depends(control_body)]
 
 
-@router.post("/reset", summary="Return to the seed state")
+@router.post(
+    "/reset",
+    summary="Return to the seed state",
+    operation_id="resetEmulator",
+    responses={200: {"model": ResetDone}},
+)
 def reset(runtime: RuntimeDep) -> dict[str, bool]:
     """Settings, users' lock state, tokens, journal, faults, maintenance and test mails."""
     with runtime.db.session(write=True) as session:
@@ -92,14 +100,25 @@ def reset(runtime: RuntimeDep) -> dict[str, bool]:
     return {"reset": True}
 
 
-@router.get("/state", summary="Export the emulated state")
+@router.get(
+    "/state",
+    summary="Export the emulated state",
+    operation_id="getState",
+    responses={200: {"model": State}},
+)
 def get_state(runtime: RuntimeDep) -> dict[str, Any]:
     """Settings, users, maintenance and faults; passwords only encrypted or hashed."""
     with runtime.db.session() as session:
         return service.export_state(session)
 
 
-@router.put("/state", summary="Import the emulated state", openapi_extra=json_request_body(State))
+@router.put(
+    "/state",
+    summary="Import the emulated state",
+    operation_id="putState",
+    responses={200: {"model": State}},
+    openapi_extra=json_request_body(State),
+)
 def put_state(document: ControlBody, runtime: RuntimeDep) -> dict[str, Any]:
     """Replace settings, users, maintenance and faults; every session ends."""
     state: State = _parse(State, document)
@@ -113,7 +132,10 @@ def put_state(document: ControlBody, runtime: RuntimeDep) -> dict[str, Any]:
 
 
 @router.get(
-    "/requests", summary="Read the request journal", response_model=dict[str, list[JournalEntry]]
+    "/requests",
+    summary="Read the request journal",
+    operation_id="listRequests",
+    response_model=dict[str, list[JournalEntry]],
 )
 def get_requests(
     runtime: RuntimeDep,
@@ -138,7 +160,9 @@ def get_requests(
         return JSONResponse({"requests": [journal_body(row) for row in rows]})
 
 
-@router.delete("/requests", status_code=204, summary="Empty the request journal")
+@router.delete(
+    "/requests", status_code=204, summary="Empty the request journal", operation_id="clearRequests"
+)
 def delete_requests(runtime: RuntimeDep) -> Response:
     """Forget every journalled call."""
     with runtime.db.session(write=True) as session:
@@ -146,7 +170,12 @@ def delete_requests(runtime: RuntimeDep) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/faults", summary="List fault rules", response_model=dict[str, list[Fault]])
+@router.get(
+    "/faults",
+    summary="List fault rules",
+    operation_id="listFaults",
+    response_model=dict[str, list[Fault]],
+)
 def get_faults(runtime: RuntimeDep) -> dict[str, Any]:
     """Every fault rule in the order it is matched."""
     with runtime.db.session() as session:
@@ -157,6 +186,7 @@ def get_faults(runtime: RuntimeDep) -> dict[str, Any]:
     "/faults",
     status_code=201,
     summary="Add a fault rule",
+    operation_id="addFault",
     response_model=Fault,
     openapi_extra=json_request_body(FaultIn),
 )
@@ -167,7 +197,9 @@ def post_fault(document: ControlBody, runtime: RuntimeDep) -> dict[str, Any]:
         return service.add_fault(session, fault, runtime.clock())
 
 
-@router.delete("/faults", status_code=204, summary="Remove every fault rule")
+@router.delete(
+    "/faults", status_code=204, summary="Remove every fault rule", operation_id="clearFaults"
+)
 def delete_faults(runtime: RuntimeDep) -> Response:
     """No fault rule remains."""
     with runtime.db.session(write=True) as session:
@@ -175,7 +207,12 @@ def delete_faults(runtime: RuntimeDep) -> Response:
     return Response(status_code=204)
 
 
-@router.delete("/faults/{fault_id}", status_code=204, summary="Remove one fault rule")
+@router.delete(
+    "/faults/{fault_id}",
+    status_code=204,
+    summary="Remove one fault rule",
+    operation_id="deleteFault",
+)
 def delete_fault(fault_id: Annotated[int, Path(ge=0, le=MAX_INT)], runtime: RuntimeDep) -> Response:
     """404 when there is no such rule."""
     with runtime.db.session(write=True) as session:
@@ -184,7 +221,12 @@ def delete_fault(fault_id: Annotated[int, Path(ge=0, le=MAX_INT)], runtime: Runt
     return Response(status_code=204)
 
 
-@router.get("/maintenance", summary="Read the maintenance switch", response_model=Maintenance)
+@router.get(
+    "/maintenance",
+    summary="Read the maintenance switch",
+    operation_id="getMaintenance",
+    response_model=Maintenance,
+)
 def get_maintenance(runtime: RuntimeDep) -> dict[str, bool]:
     """Whether every emulated call answers 412."""
     with runtime.db.session() as session:
@@ -194,6 +236,7 @@ def get_maintenance(runtime: RuntimeDep) -> dict[str, bool]:
 @router.put(
     "/maintenance",
     summary="Turn maintenance on or off",
+    operation_id="putMaintenance",
     response_model=Maintenance,
     openapi_extra=json_request_body(Maintenance),
 )
@@ -208,6 +251,7 @@ def put_maintenance(document: ControlBody, runtime: RuntimeDep) -> dict[str, boo
 @router.get(
     "/test-mails",
     summary="Read the test-mail record",
+    operation_id="listTestMails",
     response_model=dict[str, list[TestMailRecord]],
 )
 def get_test_mails(
@@ -218,7 +262,12 @@ def get_test_mails(
         return JSONResponse({"testMails": service.list_test_mails(session, limit)})
 
 
-@router.delete("/test-mails", status_code=204, summary="Empty the test-mail record")
+@router.delete(
+    "/test-mails",
+    status_code=204,
+    summary="Empty the test-mail record",
+    operation_id="clearTestMails",
+)
 def delete_test_mails(runtime: RuntimeDep) -> Response:
     """Forget every test-mail attempt."""
     with runtime.db.session(write=True) as session:
@@ -227,7 +276,12 @@ def delete_test_mails(runtime: RuntimeDep) -> Response:
 
 
 # `:path`, because an account name may hold a "/" (sent as %2F).
-@router.post("/users/{name:path}/unlock", summary="Unlock an account")
+@router.post(
+    "/users/{name:path}/unlock",
+    summary="Unlock an account",
+    operation_id="unlockUser",
+    responses={200: {"model": UnlockedUser}},
+)
 def unlock(name: str, runtime: RuntimeDep) -> dict[str, Any]:
     """Clear the account's failures and lock; 404 when there is no such account."""
     with runtime.db.session(write=True) as session:
@@ -236,7 +290,7 @@ def unlock(name: str, runtime: RuntimeDep) -> dict[str, Any]:
     return {"name": name, "locked": False}
 
 
-@health.get("/healthz", summary="Alive")
+@health.get("/healthz", summary="Alive", operation_id="healthz", response_model=Health)
 async def healthz() -> dict[str, str]:
     """The process answers."""
     return {"status": "ok"}
@@ -245,7 +299,11 @@ async def healthz() -> dict[str, str]:
 @health.get(
     "/readyz",
     summary="Ready: database reachable and migrated",
-    responses={503: {"description": "The database does not answer, or is not migrated."}},
+    operation_id="readyz",
+    responses={
+        200: {"model": Health},
+        503: {"model": Health, "description": "The database does not answer, or is not migrated."},
+    },
 )
 def readyz(runtime: RuntimeDep) -> JSONResponse:
     """200 when the database answers at the newest schema revision, else 503."""

@@ -122,8 +122,12 @@ def list_window(request: Request) -> service.ListWindow:
 @router.get(
     "/objects/EmailServerSettings",
     summary="List the mail server settings",
+    operation_id="listEmailServerSettings",
     response_class=JSONResponse,
-    responses={200: {"model": EmailSettingCollection}, **error_responses(400, 401, 403, 406, 412)},
+    responses={
+        200: {"model": EmailSettingCollection},
+        **error_responses(400, 401, 403, 406, 412),
+    },
     openapi_extra={"parameters": LIST_PARAMETERS},
 )
 async def list_email_settings(request: Request) -> Response:
@@ -148,6 +152,7 @@ def _rendered_list(connection: Executor, dialect: str, window: service.ListWindo
 @router.put(
     "/objects/EmailServerSettings/{id}",
     summary="Update the mail server settings",
+    operation_id="updateEmailServerSetting",
     response_class=JSONResponse,
     responses={
         200: {"model": EmailSetting},

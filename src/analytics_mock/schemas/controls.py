@@ -140,3 +140,22 @@ class TestMailRecord(BaseModel):
     failureKind: str | None  # noqa: N815
     detail: str
     content: str = Field(description="The message as built: headers and body.")
+
+
+class ResetDone(BaseModel):
+    """The answer of `POST /_mock/reset`."""
+
+    reset: Literal[True]
+
+
+class UnlockedUser(BaseModel):
+    """The answer of an unlock: the account, no longer locked."""
+
+    name: str
+    locked: Literal[False]
+
+
+class Health(BaseModel):
+    """A health probe's answer."""
+
+    status: Literal["ok", "ready", "unavailable"]
