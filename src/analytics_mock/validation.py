@@ -51,7 +51,8 @@ _ADDRESS_LITERAL = rf"\[(?:{_IPV4}|[Ii][Pp][Vv]6:{_IPV6})\]"
 HOST_PATTERN = f"^(?:{_IPV4}|{_IPV6}|{_DNS_NAME}){_END}"
 #: An RFC 5321 mailbox: at most 254 characters, a local part of at most 64 (before the last @).
 MAIL_ADDRESS_PATTERN = (
-    rf"^(?=[\s\S]{{1,254}}{_END})(?=[\s\S]{{1,64}}@[^@]*{_END})"
+    # The local part is what comes before the last @: no @ after the 65th character is one.
+    rf"^(?=[\s\S]{{1,254}}{_END})(?![\s\S]{{65,}}@[^@]*{_END})"
     rf"(?:{_DOT_ATOM}|{_QUOTED_STRING})@(?:{_DNS_NAME}|{_ADDRESS_LITERAL}){_END}"
 )
 #: Standard, padded Base64 of 1 to 255 bytes.

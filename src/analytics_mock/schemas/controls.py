@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic.config import JsonDict
+from pydantic_core import PydanticCustomError
 
 from analytics_mock.services.seed import SeedSetting, check_unique_instance_ids
 from analytics_mock.services.users import Permission, UserName
@@ -16,10 +26,57 @@ NoNul = StringConstraints(pattern=r"^[^\x00]*$")
 HttpMethod = Literal["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 
 
+def _json_integer(value: object) -> object:
+    # JSON Schema's integer: 5 and 5.0, never "5" or true, which lax validation would take.
+    if isinstance(value, bool | str):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# The control bodies take JSON's own types, as their schemas say.
+JsonBool = Annotated[bool, Strict()]
+
+# The effects a fault rule can have: each is a member that, when set so, gives the rule an
+# effect; a rule needs at least one. The document says so as an `anyOf` of these branches.
+FAULT_EFFECTS: dict[str, JsonDict] = {
+    "status": {"type": "integer"},
+    "delayMs": {"type": "integer", "minimum": 1},
+    "drop": {"const": True},
+}
+# Effects that exclude each other.
+EXCLUSIVE_EFFECTS: tuple[tuple[str, str], ...] = (("status", "drop"),)
+
+
+def _has(member: str, schema: JsonDict) -> JsonDict:
+    return {"required": [member], "properties": {member: schema}}
+
+
+def _fault_schema(schema: JsonDict) -> None:
+    schema["anyOf"] = [_has(member, rule) for member, rule in FAULT_EFFECTS.items()]
+    schema["not"] = {
+        "anyOf": [
+            {"allOf": [_has(one, FAULT_EFFECTS[one]), _has(other, FAULT_EFFECTS[other])]}
+            for one, other in EXCLUSIVE_EFFECTS
+        ]
+    }
+
+
+def _effects(fault: BaseModel) -> set[str]:
+    """The effects `fault` has, by the rules of `FAULT_EFFECTS`."""
+    values = {
+        "status": getattr(fault, "status", None) is not None,
+        "delayMs": getattr(fault, "delayMs", 0) >= 1,
+        "drop": getattr(fault, "drop", False) is True,
+    }
+    return {member for member in FAULT_EFFECTS if values.get(member)}
+
+
 class FaultIn(BaseModel):
     """A fault rule to add: which calls it matches and what it does to them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_fault_schema)
 
     method: HttpMethod | None = Field(default=None, description="Any method when omitted.")
     path: Annotated[str, StringConstraints(min_length=1, max_length=2048), NoNul] = Field(
@@ -28,17 +85,21 @@ class FaultIn(BaseModel):
     status: int | None = Field(default=None, ge=400, le=599, description="Answer this status.")
     message: Annotated[str, StringConstraints(max_length=500), NoNul] | None = None
     delayMs: int = Field(default=0, ge=0, le=60_000)  # noqa: N815 - JSON member names
-    drop: bool = Field(default=False, description="Close the connection without an answer.")
+    drop: JsonBool = Field(default=False, description="Close the connection without an answer.")
     times: int | None = Field(
         default=None, ge=1, le=MAX_INT, description="Next N matching calls; omitted: until removed."
     )
 
+    _integers = field_validator("status", "delayMs", "times", mode="before")(_json_integer)
+
     @model_validator(mode="after")
     def _has_effect(self) -> FaultIn:
-        if self.status is None and not self.drop and self.delayMs == 0:
+        effects = _effects(self)
+        if not effects:
             raise ValueError("a fault needs a status, a delayMs or drop")
-        if self.status is not None and self.drop:
-            raise ValueError("status and drop exclude each other")
+        for one, other in EXCLUSIVE_EFFECTS:
+            if one in effects and other in effects:
+                raise ValueError(f"{one} and {other} exclude each other")
         return self
 
 
@@ -47,6 +108,8 @@ class StateFault(FaultIn):
 
     id: int | None = Field(default=None, description="Ignored: rules get new ids on import.")
     remaining: int | None = Field(default=None, ge=1, le=MAX_INT, description="Read as `times`.")
+
+    _state_integers = field_validator("id", "remaining", mode="before")(_json_integer)
 
     @property
     def calls(self) -> int | None:
@@ -67,17 +130,32 @@ class Fault(BaseModel):
     remaining: int | None = Field(description="Calls left; null until removed.")
 
 
+def _state_user_schema(schema: JsonDict) -> None:
+    properties = cast(dict[str, JsonDict], schema["properties"])
+    # Python's `$` also matches before a final newline, which the server refuses.
+    properties["name"]["pattern"] = "^[^:\\s\\x00-\\x1f\\x7f]+(?![\\s\\S])"
+    properties["passwordHash"]["description"] = (
+        "A pbkdf2_sha256, sha512_crypt or sha256_crypt hash, as GET /_mock/state exports it."
+    )
+    schema["oneOf"] = [
+        {"required": [member], "properties": {member: {"type": "string"}}}
+        for member in ("password", "passwordHash")
+    ]
+
+
 class StateUser(BaseModel):
     """An account in the exported state; the password only as its hash."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_state_user_schema)
 
     name: UserName
     passwordHash: str | None = Field(default=None, repr=False)  # noqa: N815
     password: str | None = Field(default=None, repr=False, min_length=1)
     permissions: list[Permission] = Field(default_factory=list)
     failedLogins: int = Field(default=0, ge=0, le=MAX_INT)  # noqa: N815
-    locked: bool = False
+    locked: JsonBool = False
+
+    _user_integers = field_validator("failedLogins", mode="before")(_json_integer)
 
 
 class State(BaseModel):
@@ -87,7 +165,7 @@ class State(BaseModel):
 
     settings: list[SeedSetting] = Field(min_length=1)
     users: list[StateUser] = Field(default_factory=list)
-    maintenance: bool = False
+    maintenance: JsonBool = False
     faults: list[StateFault] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -104,7 +182,7 @@ class Maintenance(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool
+    enabled: JsonBool
 
 
 class JournalEntry(BaseModel):

@@ -49,6 +49,9 @@ def _port(value: object) -> object:
     number: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
+    elif isinstance(value, float) and value.is_integer():
+        # 25.0 is the integer 25 to JSON Schema, and so to the published document.
+        number = int(value)
     elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
         number = int(value)
     if number is None or not 1 <= number <= 65535:
