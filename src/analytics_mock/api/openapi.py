@@ -120,8 +120,10 @@ def _document(
     for model in request_models:
         if _uses(document, model):
             schema = model.model_json_schema(ref_template=_REF)
-            schemas.update(schema.pop("$defs", {}))
-            schemas[schema.get("title", model.__name__)] = schema
+            definitions = {**schema.pop("$defs", {}), schema.get("title", model.__name__): schema}
+            for definition in definitions.values():
+                _no_null_defaults(definition)
+            schemas.update(definitions)
     # Every validation error here is the vendor's 400, never FastAPI's 422.
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
@@ -151,6 +153,14 @@ def _keep_referenced(document: dict[str, Any]) -> None:
         elif isinstance(node, list):
             pending.extend(node)
     document["components"]["schemas"] = {k: v for k, v in schemas.items() if k in wanted}
+
+
+def _no_null_defaults(schema: dict[str, Any]) -> None:
+    # A request member left out is not the same as null to a generator: openapi-typescript
+    # makes a member with a default required, so a partial update would not compile.
+    for member in schema.get("properties", {}).values():
+        if member.get("default", 0) is None:
+            del member["default"]
 
 
 def _uses(document: dict[str, Any], model: type[BaseModel]) -> bool:

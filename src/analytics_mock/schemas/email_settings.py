@@ -124,7 +124,10 @@ USER_ID_SCHEMA: dict[str, Any] = {
     "minLength": 1,
     "maxLength": 255,
     "pattern": "^[^\\x00-\\x1f\\x7f]*(?![\\s\\S])",
-    "anyOf": [{"maxLength": 63}, {"pattern": "^[\\x20-\\x7e]*(?![\\s\\S])"}],
+    "anyOf": [
+        {"type": "string", "maxLength": 63},
+        {"type": "string", "pattern": "^[\\x20-\\x7e]*(?![\\s\\S])"},
+    ],
     "description": "1 to 255 bytes of UTF-8, no control characters.",
 }
 HOST_SCHEMA: dict[str, Any] = {
