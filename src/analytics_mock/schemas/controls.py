@@ -55,12 +55,11 @@ def _has(member: str, schema: JsonDict) -> JsonDict:
 
 def _fault_schema(schema: JsonDict) -> None:
     schema["anyOf"] = [_has(member, rule) for member, rule in FAULT_EFFECTS.items()]
-    schema["not"] = {
-        "anyOf": [
-            {"allOf": [_has(one, FAULT_EFFECTS[one]), _has(other, FAULT_EFFECTS[other])]}
-            for one, other in EXCLUSIVE_EFFECTS
-        ]
-    }
+    pairs: list[JsonDict] = [
+        {"allOf": [_has(one, FAULT_EFFECTS[one]), _has(other, FAULT_EFFECTS[other])]}
+        for one, other in EXCLUSIVE_EFFECTS
+    ]
+    schema["not"] = pairs[0] if len(pairs) == 1 else cast(JsonDict, {"anyOf": pairs})
 
 
 def _effects(fault: BaseModel) -> set[str]:

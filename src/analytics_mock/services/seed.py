@@ -52,7 +52,8 @@ def _seed_setting_schema(schema: JsonDict) -> None:
     properties = cast(dict[str, JsonDict], schema["properties"])
     for name in _NOT_NULL:
         branches = cast(list[JsonDict], properties[name].pop("anyOf"))
-        properties[name]["anyOf"] = [branch for branch in branches if branch != {"type": "null"}]
+        kept = [branch for branch in branches if branch != {"type": "null"}]
+        properties[name].update(kept[0] if len(kept) == 1 else cast(JsonDict, {"anyOf": kept}))
     # Python's `$` also matches before a final newline, which the server refuses.
     properties["instanceID"]["pattern"] = "^[^\\x00-\\x1f\\x7f]+(?![\\s\\S])"
     properties["password"] = {"anyOf": [PASSWORD_SCHEMA, {"type": "null"}], "default": None}
