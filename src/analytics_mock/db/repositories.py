@@ -63,6 +63,10 @@ _FAULTS = cast(Table, FaultRow.__table__)
 _CONTROL = cast(Table, ControlRow.__table__)
 
 
+# Key of the PostgreSQL advisory lock that orders whole-state replacements (reset, import).
+STATE_LOCK_KEY = 0x616D5F7374617465  # "am_state"
+
+
 def _orm(executor: Executor) -> Session:
     assert isinstance(executor, Session), "writing ORM objects needs a Session"
     return executor
@@ -203,10 +207,41 @@ class EmailSettingsRepository:
         return [SettingRecord.from_row(row) for row in self.session.execute(stmt)]
 
     def replace_all(self, rows: Sequence[EmailSettingRow]) -> None:
-        """Make `rows` the only objects."""
+        """Make `rows` the only objects, in their order; an object that stays is updated in place.
+
+        In place, because on PostgreSQL another process's call that waits for the object's row
+        lock must find it afterwards (a deleted and re-inserted row is a 404 to it). There,
+        replacements also queue on one advisory lock, so that two of them from different
+        processes never both insert the same instanceID (a unique violation).
+        """
         session = _orm(self.session)
-        session.execute(delete(EmailSettingRow))
-        session.add_all(rows)
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(select(func.pg_advisory_xact_lock(STATE_LOCK_KEY)))
+        wanted = [
+            {column.key: getattr(row, column.key) for column in _SETTINGS.columns} for row in rows
+        ]
+        ids = [values["instance_id"] for values in wanted]
+        session.execute(delete(_SETTINGS).where(_SETTINGS.c.instance_id.not_in(ids)))
+        kept = set(
+            session.scalars(
+                select(_SETTINGS.c.instance_id)
+                .where(_SETTINGS.c.instance_id.in_(ids))
+                .order_by(_SETTINGS.c.instance_id)  # one lock order for every process
+                .with_for_update()
+            )
+        )
+        # Fresh keys above every kept one give the objects the order of `rows`.
+        base = session.scalar(select(func.coalesce(func.max(_SETTINGS.c.pk), 0))) or 0
+        for offset, values in enumerate(wanted, start=1):
+            values["pk"] = base + offset
+            if values["instance_id"] in kept:
+                session.execute(
+                    update(_SETTINGS)
+                    .where(_SETTINGS.c.instance_id == values["instance_id"])
+                    .values(**values)
+                )
+            else:
+                session.execute(insert(_SETTINGS).values(**values))
         session.flush()
 
     def add_if_absent(self, row: EmailSettingRow) -> bool:
