@@ -20,6 +20,7 @@ from sqlalchemy.orm.session import JoinTransactionMode
 from analytics_mock.db.extras import require_extra
 from analytics_mock.db.runner import READ_CONNECTION, Unit, UnitRunner
 from analytics_mock.db.watchdog import Watchdog
+from analytics_mock.logs import Throttled
 from analytics_mock.settings import Settings
 
 T = TypeVar("T")
@@ -135,6 +136,11 @@ class Database:
     def available(self) -> bool:
         """False from a failed connection or an overrun deadline until the next commit."""
         return self.runner.available
+
+    @property
+    def journal_losses(self) -> Throttled:
+        """Journal entries lost (a full disk, a lost connection): counted, logged throttled."""
+        return self.runner.follow_ups_lost
 
     async def read(self, unit: Unit[T], *, share: Hashable = None) -> T:
         """Run a read-only `unit` off the event loop; a write in it fails.

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from analytics_mock.db.watchdog import Guard, Watchdog
+from analytics_mock.logs import Throttled
 
 logger = logging.getLogger("analytics_mock.db")
 
@@ -56,6 +57,8 @@ class _Item:
     joiners: list[asyncio.Future[Any]] = field(default_factory=list)
     result: Any = None
     error: BaseException | None = None
+    # A read that ran before any write of its batch changed a row: it saw only committed data.
+    clean: bool = False
 
 
 def _settle(items: list[_Item]) -> None:
@@ -117,6 +120,8 @@ class UnitRunner:
         self._threads: dict[bool, list[threading.Thread]] = {False: [], True: []}
         self._closing = False
         self.available = True
+        # Follow-up writes (journal entries) lost: counted, logged at most once a minute.
+        self.follow_ups_lost = Throttled(logger, "journal entries lost")
         # Shared reads still queued, by key and event loop: a caller that finds one joins it.
         self._shared: dict[tuple[Hashable, asyncio.AbstractEventLoop], _Item] = {}
         self._kicks: set[asyncio.AbstractEventLoop] = set()
@@ -264,19 +269,33 @@ class UnitRunner:
                 if stale and attempt == 1 and not committing and not overran:
                     logger.info("database connection lost; retrying the batch on a new one")
                     continue
-                for item in items:
-                    item.result, item.error = None, item.error or exc
-                    if item.follow is not None:
-                        logger.error("a follow-up write was lost with its transaction")
+                self._fail(items, exc, committed_units=committing)
                 return connection
         return connection
 
+    def _fail(self, items: list[_Item], exc: BaseException, *, committed_units: bool) -> None:
+        """The batch's transaction failed with `exc`; `committed_units`: only its commit did."""
+        lost = 0
+        for item in items:
+            # A clean read's answer stands when only the commit failed (a full disk, journal
+            # entries that could not be written): it read no write of the batch.
+            if committed_units and item.read and item.clean:
+                continue
+            item.result, item.error = None, item.error or exc
+            lost += item.follow is not None
+        if lost:
+            self.follow_ups_lost(lost)
+
     def _batch(self, connection: Connection, items: list[_Item]) -> None:
         """Every item in the open transaction: writes in savepoints, reads query-only."""
-        sql = connection.connection.dbapi_connection.execute  # type: ignore[union-attr]
+        dbapi_connection: Any = connection.connection.dbapi_connection
+        sql = dbapi_connection.execute
+        # SQLite counts the rows changed on a connection; a read is clean while it has not moved.
+        changes = getattr(dbapi_connection, "total_changes", None)
         groups: dict[Group, list[Any]] = {}
         for item in items:
             item.result, item.error = None, None
+            item.clean = changes is not None and dbapi_connection.total_changes == changes
             sql("PRAGMA query_only=1" if item.read else "SAVEPOINT unit")
             try:
                 item.result = item.unit(connection)
@@ -300,5 +319,5 @@ class UnitRunner:
                 if _lost(connection, exc):
                     raise
                 sql("ROLLBACK TO follow")
-                logger.exception("a follow-up write was lost")
+                self.follow_ups_lost(len(values), exc_info=True)
             sql("RELEASE follow")
