@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -18,7 +19,11 @@ from analytics_mock.api.responses import error_responses
 from analytics_mock.config_files import first_problem
 from analytics_mock.db.engine import orm
 from analytics_mock.db.migrate import is_at_head
-from analytics_mock.db.repositories import JournalRepository, TestMailRepository
+from analytics_mock.db.repositories import (
+    ControlRepository,
+    JournalRepository,
+    TestMailRepository,
+)
 from analytics_mock.errors import (
     AuthenticationFailed,
     InvalidBody,
@@ -233,6 +238,10 @@ async def unlock(name: str, runtime: RuntimeDep) -> dict[str, Any]:
     return {"name": name, "locked": False}
 
 
+def _probe_write(connection: Connection) -> bool:
+    return ControlRepository(connection).probe_write()
+
+
 @health.get("/healthz", summary="Alive")
 async def healthz() -> dict[str, str]:
     """The process answers."""
@@ -245,9 +254,18 @@ async def healthz() -> dict[str, str]:
     responses={503: {"description": "The database does not answer, or is not migrated."}},
 )
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
-    """200 when the database answers at the newest schema revision, else 503."""
+    """200 when the database answers at the newest schema revision and takes a write, else 503.
+
+    A write, because an outside lock (or a lost PostgreSQL) still lets reads through while
+    every PUT fails; on SQLite, free space under `MIN_FREE_BYTES` counts as a full disk, and
+    every batch checks that the file is still the one opened.
+    """
     try:
-        ready = await runtime.db.read(is_at_head)
+        ready = (
+            await runtime.db.read(is_at_head)
+            and runtime.db.has_room()
+            and await runtime.db.write(_probe_write)
+        )
     except SQLAlchemyError:
         ready = False
     if not ready:

@@ -487,3 +487,10 @@ class ControlRepository:
         if maintenance is not None:
             values["maintenance"] = maintenance
         self.session.execute(update(ControlRow).where(ControlRow.id == 1).values(**values))
+
+    def probe_write(self) -> bool:
+        """Write the switches row unchanged: whether the database takes a write at all."""
+        self.session.execute(
+            update(ControlRow).where(ControlRow.id == 1).values(generation=ControlRow.generation)
+        )
+        return True

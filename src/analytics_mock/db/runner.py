@@ -106,12 +106,15 @@ class UnitRunner:
         write_lock: threading.Lock | None,
         watchdog: Watchdog | None = None,
         deadline: float = 0.0,
+        precheck: Callable[[], None] | None = None,
     ) -> None:
         # On SQLite the runner's transactions begin IMMEDIATE: a batch may hold writes.
         self._engine = engine.execution_options(sqlite_write=True)
         self._write_lock = write_lock
         self._watchdog = watchdog
         self._deadline = deadline
+        # Raises when the batch must not run (the SQLite file was replaced): it fails whole.
+        self._precheck = precheck
         # Queues by role: True for the reading threads, False for the writer (all on SQLite).
         self._wanted = {False: 1, True: readers}
         self._queues: dict[bool, deque[_Item]] = {False: deque(), True: deque()}
@@ -238,6 +241,8 @@ class UnitRunner:
             committing = False
             guard: Guard | None = None
             try:
+                if self._precheck is not None:
+                    self._precheck()
                 if connection is None:
                     connection = self._connect(role)
                 with contextlib.ExitStack() as stack:
