@@ -40,6 +40,7 @@ _HELP = {
     "control_token": "require 'Authorization: Bearer TOKEN' on /_mock/",
     "seed_file": "JSON or YAML file of settings objects and users to start from",
     "journal_size": "how many API calls the request journal keeps (default 1000)",
+    "test_mail_record_size": "how many test-mail attempts the record keeps (default 100)",
     "https_port": "also serve HTTPS on this port (22016 in the image)",
     "certfile": "PEM certificate for HTTPS (default: a self-signed one beside the database)",
     "keyfile": "PEM private key for HTTPS",

@@ -418,6 +418,19 @@ async def test_test_mail_record(make_client: Callable[..., httpx.AsyncClient]) -
         assert (await client.get("/_mock/test-mails")).json() == {"testMails": []}
 
 
+async def test_the_test_mail_record_keeps_the_newest(
+    make_client: Callable[..., httpx.AsyncClient],
+) -> None:
+    async with make_client(test_mail_mode="capture", test_mail_record_size=2) as client:
+        jobs = []
+        for address in ["a@example.com", "b@example.com", "c@example.com"]:
+            body = {"parameters": [{"destinationAddresses": [address]}]}
+            job = await client.post(INVOKE, json=body, headers=ADMIN)
+            jobs.append(job.json()["instanceID"])
+        records = (await client.get("/_mock/test-mails")).json()["testMails"]
+        assert [record["jobId"] for record in records] == [jobs[2], jobs[1]]
+
+
 async def test_unlock_endpoint(
     make_client: Callable[..., httpx.AsyncClient], tmp_path: Path
 ) -> None:

@@ -69,5 +69,14 @@ async def invoke_test_mail(request: Request) -> JSONResponse:
         mail_plan, runtime.settings.test_mail_mode, delivery_options(runtime), runtime.clock
     )
 
-    await runtime.db.write(orm(partial(service.record_attempt, plan=mail_plan, attempt=attempt)))
+    await runtime.db.write(
+        orm(
+            partial(
+                service.record_attempt,
+                plan=mail_plan,
+                attempt=attempt,
+                keep=runtime.settings.test_mail_record_size,
+            )
+        )
+    )
     return JSONResponse(service.job_body(mail_plan, attempt))

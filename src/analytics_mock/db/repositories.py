@@ -371,10 +371,14 @@ class TestMailRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def add(self, row: TestMailRow) -> None:
-        """Record one attempt."""
+    def add(self, row: TestMailRow, keep: int) -> None:
+        """Record one attempt and forget all but the newest `keep`."""
         self.session.add(row)
         self.session.flush()
+        oldest_kept = (
+            select(TestMailRow.pk).order_by(TestMailRow.pk.desc()).offset(keep - 1).limit(1)
+        ).scalar_subquery()
+        self.session.execute(delete(TestMailRow).where(TestMailRow.pk < oldest_kept))
 
     def newest(self, limit: int) -> list[TestMailRow]:
         """The most recent attempts, newest first."""

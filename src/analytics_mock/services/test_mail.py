@@ -129,8 +129,8 @@ async def attempt_test_mail(
     return Attempt(str(uuid.uuid4()), mode, created, clock(), outcome, message.as_string())
 
 
-def record_attempt(session: Session, plan: MailPlan, attempt: Attempt) -> None:
-    """Keep the attempt for inspection, the password left out."""
+def record_attempt(session: Session, plan: MailPlan, attempt: Attempt, keep: int) -> None:
+    """Keep the attempt for inspection, the password left out, and only the newest `keep`."""
     setting = plan.setting
     TestMailRepository(session).add(
         TestMailRow(
@@ -149,7 +149,8 @@ def record_attempt(session: Session, plan: MailPlan, attempt: Attempt) -> None:
             failure=str(attempt.outcome.failure) if attempt.outcome.failure else None,
             detail=attempt.outcome.detail,
             message=attempt.message,
-        )
+        ),
+        keep,
     )
 
 
