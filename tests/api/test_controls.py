@@ -554,3 +554,27 @@ def test_bad_seed_file_is_one_clear_line(tmp_path: Path, text: str, fragment: st
         load_seed_file(write(tmp_path, text))
     assert fragment in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+async def test_fault_rules_and_imported_users_are_bounded(
+    make_client: Callable[..., httpx.AsyncClient],
+) -> None:
+    async with make_client(max_fault_rules=2, max_state_users=2) as client:
+        await add_fault(client, path="/a", status=500)
+        await add_fault(client, path="/b", status=500)
+        refused = await client.post("/_mock/faults", json={"path": "/c", "status": 500})
+        assert refused.status_code == 400
+        assert refused.json()["messageID"] == "KNAQ20001-E"
+        assert "at most 2 fault rules" in refused.json()["message"]
+        assert len((await client.get("/_mock/faults")).json()["faults"]) == 2
+        before = (await client.get("/_mock/state")).json()
+        fault = {"path": "/x", "status": 500}
+        user = {"password": "pw-123456", "permissions": ["Admin"]}
+        too_many = [
+            {"faults": [fault, fault, fault]},
+            {"users": [{"name": f"u{n}", **user} for n in range(3)]},
+        ]
+        for state in too_many:
+            response = await client.put("/_mock/state", json=state)
+            assert response.status_code == 400 and response.json()["application"] == "Analytics"
+        assert (await client.get("/_mock/state")).json() == before

@@ -110,6 +110,13 @@ async def get_state(runtime: RuntimeDep) -> dict[str, Any]:
 async def put_state(document: ControlBody, runtime: RuntimeDep) -> dict[str, Any]:
     """Replace settings, users, maintenance and faults; every session ends."""
     state: State = _parse(State, document)
+    settings = runtime.settings
+    if len(state.faults) > settings.max_fault_rules:
+        raise InvalidBody(
+            f"The request body is invalid: at most {settings.max_fault_rules} fault rules."
+        )
+    if len(state.users) > settings.max_state_users:
+        raise InvalidBody(f"The request body is invalid: at most {settings.max_state_users} users.")
     imported = partial(service.import_state, box=runtime.box, state=state, now=runtime.clock())
     try:
         await runtime.db.write(orm(imported))
@@ -170,7 +177,10 @@ async def get_faults(runtime: RuntimeDep) -> dict[str, Any]:
 async def post_fault(document: ControlBody, runtime: RuntimeDep) -> dict[str, Any]:
     """Matching emulated calls get a status, a delay, or a dropped connection."""
     fault: FaultIn = _parse(FaultIn, document)
-    return await runtime.db.write(orm(partial(service.add_fault, fault=fault, now=runtime.clock())))
+    added = partial(
+        service.add_fault, fault=fault, now=runtime.clock(), limit=runtime.settings.max_fault_rules
+    )
+    return await runtime.db.write(orm(added))
 
 
 @router.delete("/faults", status_code=204, summary="Remove every fault rule")

@@ -443,6 +443,10 @@ class FaultRepository:
         session.add(row)
         session.flush()
 
+    def count(self) -> int:
+        """How many rules there are."""
+        return int(self.session.execute(select(func.count()).select_from(_FAULTS)).scalar_one())
+
     def delete(self, fault_id: int) -> bool:
         """Remove one rule; false if there was none."""
         result = self.session.execute(delete(FaultRow).where(FaultRow.id == fault_id))

@@ -27,6 +27,7 @@ from analytics_mock.db.repositories import (
     TestMailRepository,
     UserRepository,
 )
+from analytics_mock.errors import InvalidBody
 from analytics_mock.formats import vendor_time
 from analytics_mock.schemas.controls import FaultIn, State, StateUser
 from analytics_mock.services.seed import Seed, exported_setting, setting_row
@@ -149,10 +150,16 @@ def fault_row(fault: FaultIn, now: float, *, calls: int | None = None) -> FaultR
     )
 
 
-def add_fault(session: Session, fault: FaultIn, now: float) -> dict[str, Any]:
-    """Store a fault rule and tell every process."""
+def add_fault(session: Session, fault: FaultIn, now: float, limit: int) -> dict[str, Any]:
+    """Store a fault rule and tell every process; 400 when `limit` rules exist already.
+
+    Bounded, because every emulated call is matched against every rule.
+    """
+    faults = FaultRepository(session)
+    if faults.count() >= limit:
+        raise InvalidBody(f"The request body is invalid: at most {limit} fault rules may exist.")
     row = fault_row(fault, now)
-    FaultRepository(session).add(row)
+    faults.add(row)
     ControlRepository(session).bump()
     return fault_body(row)
 
