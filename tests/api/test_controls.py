@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
+from analytics_mock import passwords
 from analytics_mock.api.controls_middleware import ConnectionDroppedError
 from analytics_mock.app import create_app
 from analytics_mock.runtime import Runtime
@@ -578,3 +580,26 @@ async def test_fault_rules_and_imported_users_are_bounded(
             response = await client.put("/_mock/state", json=state)
             assert response.status_code == 400 and response.json()["application"] == "Analytics"
         assert (await client.get("/_mock/state")).json() == before
+
+
+async def test_a_state_import_hashes_plaintext_passwords_off_the_database_thread(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On the database's writing thread, hashing holds the write lock and every call behind it.
+    hashed_on: list[str] = []
+    hash_once = passwords._CONTEXT.hash
+
+    def recording(secret: str) -> str:
+        hashed_on.append(threading.current_thread().name)
+        return str(hash_once(secret))
+
+    monkeypatch.setattr(passwords._CONTEXT, "hash", recording)
+    state = (await client.get("/_mock/state")).json()
+    state["users"] = [
+        {"name": f"u{n}", "password": f"password-{n}", "permissions": ["Admin"]} for n in range(3)
+    ]
+    response = await client.put("/_mock/state", json=state)
+    assert response.status_code == 200, response.text
+    assert len(hashed_on) == 3
+    assert not [name for name in hashed_on if name.startswith("analytics-mock-db")]
+    assert (await client.get(SETTINGS_PATH, headers=basic("u1", "password-1"))).status_code == 200

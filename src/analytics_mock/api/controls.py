@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from analytics_mock.api.dependencies import RuntimeDep, parse_json, require_json_content_type
 from analytics_mock.api.openapi import json_request_body
@@ -117,8 +118,9 @@ async def put_state(document: ControlBody, runtime: RuntimeDep) -> dict[str, Any
         )
     if len(state.users) > settings.max_state_users:
         raise InvalidBody(f"The request body is invalid: at most {settings.max_state_users} users.")
-    imported = partial(service.import_state, box=runtime.box, state=state, now=runtime.clock())
     try:
+        state = await run_in_threadpool(service.hash_plaintext_passwords, state)
+        imported = partial(service.import_state, box=runtime.box, state=state, now=runtime.clock())
         await runtime.db.write(orm(imported))
     except ValueError as exc:
         raise InvalidBody(f"The request body is invalid: {exc}.") from None

@@ -29,6 +29,7 @@ from analytics_mock.db.repositories import (
 )
 from analytics_mock.errors import InvalidBody
 from analytics_mock.formats import vendor_time
+from analytics_mock.passwords import hash_password
 from analytics_mock.schemas.controls import FaultIn, State, StateUser
 from analytics_mock.services.seed import Seed, exported_setting, setting_row
 from analytics_mock.services.users import UserSpec, sync_users
@@ -119,6 +120,23 @@ def _user_spec(user: StateUser) -> UserSpec:
             "permissions": user.permissions,
         }
     )
+
+
+def hash_plaintext_passwords(state: State) -> State:
+    """`state` with each plaintext password checked and replaced by its hash.
+
+    Run before the import's write: hashing 1,000 passwords in it would hold the write lock, and
+    every emulated call with it, for seconds.
+    """
+    users = []
+    for user in state.users:
+        if user.password is None:
+            users.append(user)
+            continue
+        _user_spec(user)  # the password rules, on the plaintext
+        hashed = hash_password(user.password)
+        users.append(user.model_copy(update={"password": None, "passwordHash": hashed}))
+    return state.model_copy(update={"users": users})
 
 
 def import_state(session: Session, box: SecretBox, state: State, now: float) -> None:
