@@ -259,3 +259,19 @@ def test_unknown_names_cost_a_verification_at_todays_rounds() -> None:
     # The hash an unknown name is verified against is a constant: it must have the scheme and
     # rounds of the hashes made now, or unknown names would answer faster than wrong passwords.
     assert _DUMMY_HASH.split("$")[1:3] == hash_password("x").split("$")[1:3]
+
+
+async def test_a_password_changed_in_the_users_file_ends_the_accounts_sessions(
+    make_client: Callable[..., httpx.AsyncClient], tmp_path: Path
+) -> None:
+    entry = "users:\n  - name: {name}\n    password: {password}\n    permissions: [Admin]\n"
+    path = users_file(tmp_path, entry.format(name="dan", password="old-pw-1"))
+    async with make_client(users_file=path) as client:
+        token = token_of(await client.get(SETTINGS_PATH, headers=basic("dan", "old-pw-1")))
+        system_token = token_of(await client.get(SETTINGS_PATH, headers=ADMIN))
+    path.write_text(entry.format(name="dan", password="new-pw-2"))
+    async with make_client(users_file=path) as client:  # a restart with the changed file
+        assert (await client.get(SETTINGS_PATH, headers=hsso(token))).status_code == 401
+        assert (await client.get(SETTINGS_PATH, headers=hsso(system_token))).status_code == 200
+        ok = await client.get(SETTINGS_PATH, headers=basic("dan", "new-pw-2"))
+        assert ok.status_code == 200

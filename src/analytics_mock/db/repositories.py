@@ -350,6 +350,10 @@ class SessionRepository:
         """End one session."""
         self.session.execute(delete(SessionRow).where(SessionRow.token_hash == token_hash))
 
+    def end_for(self, user_name: str) -> None:
+        """End every session of one account."""
+        self.session.execute(delete(SessionRow).where(SessionRow.user_name == user_name))
+
     def purge_idle(self, idle_before: float) -> None:
         """End every session unused since `idle_before`."""
         self.session.execute(delete(SessionRow).where(SessionRow.last_used_at < idle_before))
