@@ -22,7 +22,13 @@ from functools import partial
 from starlette.concurrency import run_in_threadpool
 
 from analytics_mock.db.engine import Database
-from analytics_mock.db.repositories import AnyRow, Executor, SessionRepository, UserRepository
+from analytics_mock.db.repositories import (
+    AnyRow,
+    ControlRepository,
+    Executor,
+    SessionRepository,
+    UserRepository,
+)
 from analytics_mock.errors import AuthenticationFailed, PermissionDenied
 from analytics_mock.passwords import burn_verification, verify_password
 
@@ -64,6 +70,9 @@ class Decision:
     new_session: tuple[str, str] | None = None  # (token hash, user name)
     touch_session: str | None = None
     expire_session: str | None = None
+    # An unknown account's failure writes as much as a known one's, so neither the time nor
+    # the fsync of the lock's bookkeeping tells which names exist.
+    pretend_failure: bool = False
 
     @property
     def needs_write(self) -> bool:
@@ -75,6 +84,7 @@ class Decision:
                 self.new_session,
                 self.touch_session,
                 self.expire_session,
+                self.pretend_failure,
             )
         )
 
@@ -213,6 +223,8 @@ class Authenticator:
         sessions = SessionRepository(session)
         if decision.count_failure_for:
             users.record_failure(decision.count_failure_for, self._lock_threshold(decision))
+        if decision.pretend_failure:
+            ControlRepository(session).probe_write()
         if decision.clear_failures_for:
             users.clear_failures(decision.clear_failures_for)
         if decision.expire_session:
@@ -247,14 +259,15 @@ class Authenticator:
         row: AnyRow | None,
         now: float,
     ) -> Decision:
+        name = credentials.name
         if user is None:
             await run_in_threadpool(_burn, credentials.password)
-            return Decision()
-        name = credentials.name
-        if not await self._password_ok(credentials, user.password_hash):
+            return Decision(pretend_failure=self._counts_failures(name))
+        # A locked account answers the right password as a wrong one, in time too: a full
+        # verification (no cache) and the same failure count.
+        ok = await self._password_ok(credentials, user.password_hash, cached=not user.locked)
+        if user.locked or not ok:
             return Decision(count_failure_for=name if self._counts_failures(name) else None)
-        if user.locked:
-            return Decision()
         decision = Decision(clear_failures_for=name if user.failed_logins else None)
         if token is None or row is None or now - row.last_used_at > self.session_timeout:
             token = secrets.token_urlsafe(32)
@@ -285,12 +298,14 @@ class Authenticator:
         with self._lock:
             return self._basic_tokens.get(cache_key)
 
-    async def _password_ok(self, credentials: BasicCredentials, password_hash: str) -> bool:
+    async def _password_ok(
+        self, credentials: BasicCredentials, password_hash: str, *, cached: bool = True
+    ) -> bool:
         # A hit counts only while the stored hash is the one verified, so a changed password
         # misses at once; the lock is checked from the database on every request.
         key = credentials.cache_key
         with self._lock:
-            if self._verified.get(key) == password_hash:
+            if cached and self._verified.get(key) == password_hash:
                 self._verified.move_to_end(key)
                 return True
         if _too_long(credentials.password):
