@@ -31,6 +31,7 @@ _HELP = {
     "sqlite_busy_timeout_ms": "how long SQLite waits for a lock (default 10000)",
     "database_timeout": "seconds a unit of PostgreSQL work may take (default 10)",
     "sqlite_synchronous": "SQLite synchronous pragma (default FULL: every commit is on disk)",
+    "sqlite_wal_size_limit": "bytes the SQLite WAL file keeps after a checkpoint (default 16 MiB)",
     "test_mail_mode": "smtp (really deliver test mails) or capture (only record them)",
     "smtp_timeout": "seconds a whole test-mail attempt may take (default 10)",
     "smtp_connect_timeout": "seconds to connect to the SMTP server (default 10)",

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     secret_key_file: Path | None = None
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+    sqlite_wal_size_limit: int = Field(default=16 * 1024 * 1024, ge=0)
     # A network database that stops answering must not hold a call for ever.
     database_timeout: float = Field(default=10.0, gt=0, le=3600)
     # Test mail (sendTestMail).

@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import threading
 import tracemalloc
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection, event, insert, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from analytics_mock.db.engine import Database
+from analytics_mock.db.engine import Database, create_database_engine
+from analytics_mock.db.migrate import upgrade_to_head
 from analytics_mock.db.models import UserRow
 from analytics_mock.db.runner import READ_CONNECTION, RIDER, FollowUp
 from analytics_mock.errors import ObjectNotFound
+from analytics_mock.settings import Settings
 from tests.db.support import runner_threads_held, submitted
 
 pytestmark = pytest.mark.anyio
@@ -309,3 +313,37 @@ async def test_a_read_answers_when_only_the_commit_of_its_batch_fails(db: Databa
     with pytest.raises(IntegrityError):
         await failed
     assert names(db) == {"a"}
+
+
+def test_the_sqlite_wal_shrinks_to_its_limit_after_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    settings = Settings(database_url=f"sqlite:///{path}", sqlite_wal_size_limit=64 * 1024)
+    engine = create_database_engine(settings)
+    upgrade_to_head(engine)
+    db = Database(engine)
+    wal = Path(f"{path}-wal")
+    try:
+
+        async def burst() -> None:
+            for number in range(300):  # some 5 MB through the WAL, past an auto-checkpoint
+                await db.write(add_user(f"user-{number}-" + "x" * 200))
+                await db.write(
+                    lambda c, n=number: c.execute(
+                        USERS.update()
+                        .where(USERS.c.name.like(f"user-{n}-%"))
+                        .values(password_hash="h" * 16000)
+                    )
+                )
+
+        asyncio.run(burst())
+        with contextlib.closing(sqlite3.connect(path)) as outside:  # whatever auto-checkpoints did
+            outside.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        asyncio.run(db_write_one(db))
+        # Without the limit the file stays at its largest, some 4 MB (1,000 pages) here.
+        assert wal.stat().st_size <= 64 * 1024 + 3 * 4096
+    finally:
+        db.dispose()
+
+
+async def db_write_one(db: Database) -> None:
+    await db.write(add_user("after-the-checkpoint"))

@@ -123,6 +123,8 @@ def _sqlite_engine(url: URL, settings: Settings) -> Engine:
         _switch_to_wal(cursor, settings.sqlite_busy_timeout_ms / 1000)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
+        # The WAL keeps its largest size unless told: truncated to this once checkpointed.
+        cursor.execute(f"PRAGMA journal_size_limit={settings.sqlite_wal_size_limit:d}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
