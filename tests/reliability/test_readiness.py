@@ -10,10 +10,11 @@ import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import make_url
 
 from tests.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
@@ -129,3 +130,30 @@ async def test_a_database_file_replaced_under_the_server_takes_no_write(
         put = await client.put(OBJECT_PATH, headers=PUT_HEADERS, json={"portNumber": 2527})
         assert put.status_code >= 500 and put.json()["application"] == "Analytics"
         assert "2527" not in put.text
+
+
+async def test_a_call_under_an_outside_lock_waits_out_one_busy_timeout(
+    tmp_path: Path, make_client: Callable[..., httpx.AsyncClient]
+) -> None:
+    path = tmp_path / "store.db"
+    async with make_client(database_url=sqlite_url(path), sqlite_busy_timeout_ms=200) as client:
+        transport = client._transport
+        assert isinstance(transport, httpx.ASGITransport)
+        db = transport.app.state.runtime.db  # type: ignore[attr-defined]
+        assert (await client.get(SETTINGS_PATH, headers=GET_HEADERS)).status_code == 200
+        waits: list[str] = []
+
+        def begun(*args: Any) -> None:
+            if args[2].startswith("BEGIN IMMEDIATE"):
+                waits.append(args[2])
+
+        event.listen(db.engine, "before_cursor_execute", begun)
+        lost = db.journal_losses.count
+        with outside_write_lock(sqlite_url(path)):
+            failed = await client.get(SETTINGS_PATH, headers=GET_HEADERS)
+        assert failed.status_code == 500 and failed.json()["application"] == "Analytics"
+        # One wait for the lock (the read's); the journal entry is dropped and counted, not
+        # written after a second wait.
+        assert len(waits) == 1
+        assert db.journal_losses.count == lost + 1
+        assert (await client.get(SETTINGS_PATH, headers=GET_HEADERS)).status_code == 200

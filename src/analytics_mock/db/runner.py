@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -88,6 +89,17 @@ def _aborted(connection: Connection) -> bool:
     info = getattr(connection.connection.dbapi_connection, "info", None)
     status = getattr(info, "transaction_status", None)
     return status is not None and int(status) == _PQTRANS_INERROR
+
+
+def _busy(exc: BaseException) -> bool:
+    """Whether SQLite gave up waiting for another connection's lock."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlite_errorcode", None)
+    return (
+        isinstance(orig, sqlite3.OperationalError)
+        and code is not None
+        and (code & 0xFF == sqlite3.SQLITE_BUSY)
+    )
 
 
 def _lost(connection: Connection | None, exc: BaseException) -> bool:
@@ -269,7 +281,9 @@ class UnitRunner:
                 # Before the commit nothing took effect, so the batch can run again as it was;
                 # not after a deadline, which is spent.
                 overran = guard is not None and guard.fired
-                if stale or overran:
+                # A SQLite lock held past the busy timeout: the call's journal entry would wait
+                # it out once more, so the call answers within one timeout instead.
+                if stale or overran or _busy(exc):
                     self.available = False
                 if stale and attempt == 1 and not committing and not overran:
                     logger.info("database connection lost; retrying the batch on a new one")
