@@ -42,6 +42,7 @@ _HELP = {
     "seed_file": "JSON or YAML file of settings objects and users to start from",
     "journal_size": "how many API calls the request journal keeps (default 1000)",
     "test_mail_record_size": "how many test-mail attempts the record keeps (default 100)",
+    "password_verifications": "password verifications that may run at once (default 2)",
     "max_fault_rules": "how many fault rules may exist at once (default 100)",
     "max_state_users": "how many users a state import may hold (default 1000)",
     "https_port": "also serve HTTPS on this port (22016 in the image)",

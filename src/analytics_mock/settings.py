@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     seed_file: Path | None = None
     journal_size: int = Field(default=1000, ge=0, le=1_000_000)
     test_mail_record_size: int = Field(default=100, ge=1, le=100_000)
+    password_verifications: int = Field(default=2, ge=1, le=64)
     max_fault_rules: int = Field(default=100, ge=1, le=10_000)
     max_state_users: int = Field(default=1000, ge=1, le=100_000)
     # Serving.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -356,3 +358,43 @@ async def test_a_failure_writes_as_much_for_an_unknown_account_as_for_a_known_on
             )
             assert (known.status_code, known.content) == (unknown.status_code, unknown.content)
             assert known_cost == unknown_cost, (known_cost, unknown_cost)
+
+
+async def test_password_verifications_run_within_their_limit(
+    make_client: Callable[..., httpx.AsyncClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = threading.Condition()
+    active, peak = [0], [0]
+    gate = threading.Event()
+
+    def held_verify(_secret: str, _hashed: str) -> bool:
+        with running:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+            running.notify_all()
+        gate.wait(timeout=10)
+        with running:
+            active[0] -= 1
+        return False
+
+    def waited_for(condition: Callable[[], bool], timeout: float) -> bool:
+        with running:
+            return running.wait_for(condition, timeout=timeout)
+
+    async with make_client(password_verifications=2) as client:
+        # Verified before the flood: its calls need no verification and no worker thread.
+        assert (await client.get(SETTINGS_PATH, headers=ADMIN)).status_code == 200
+        monkeypatch.setattr(passwords._CONTEXT, "verify", held_verify)
+        flood = [
+            asyncio.ensure_future(client.get(SETTINGS_PATH, headers=basic("nobody", f"pw-{n}")))
+            for n in range(6)
+        ]
+        try:
+            assert await asyncio.to_thread(waited_for, lambda: active[0] == 2, 10)
+            # Left free, the other four would be in by now; the limit keeps them out.
+            assert not await asyncio.to_thread(waited_for, lambda: active[0] > 2, 1.0)
+            assert (await client.get(SETTINGS_PATH, headers=ADMIN)).status_code == 200
+        finally:
+            gate.set()
+        assert [r.status_code for r in await asyncio.gather(*flood)] == [401] * 6
+    assert peak[0] == 2

@@ -16,8 +16,10 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
@@ -31,6 +33,8 @@ from analytics_mock.db.repositories import (
 )
 from analytics_mock.errors import AuthenticationFailed, PermissionDenied
 from analytics_mock.passwords import burn_verification, verify_password
+
+T = TypeVar("T")
 
 ADMIN = "Admin"
 PERMISSIONS: tuple[str, ...] = ("Admin", "Modify", "StorageOps", "UserManagement")
@@ -154,8 +158,18 @@ def _hsso_facts(session: Executor, digest: str) -> tuple[AnyRow | None, AnyRow |
 class Authenticator:
     """Decides who a request is; keeps per-process caches that hold no plaintext password."""
 
-    def __init__(self, *, lock_after: int, lock_system: bool, session_timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        lock_after: int,
+        lock_system: bool,
+        session_timeout: float,
+        verifications: int = 2,
+    ) -> None:
         self.lock_after = lock_after
+        # Password verifications (PBKDF2, ~20 ms of CPU each) that may run at once; the rest
+        # wait without CPU, so a flood of logins leaves the cores to calls already verified.
+        self._verifying = threading.BoundedSemaphore(verifications)
         self.lock_system = lock_system
         self.session_timeout = session_timeout
         # Keyed by an HMAC of name and password under a per-process random key: a cache dump
@@ -185,7 +199,7 @@ class Authenticator:
             decision = self._decide_hsso(credentials, user, row, now)
         else:
             if credentials.password is not None:
-                await run_in_threadpool(_burn, credentials.password)
+                await self._verify(_burn, credentials.password)
             decision = Decision()
         if decision.needs_write:
             await db.write(partial(self.record, decision=decision, now=now))
@@ -261,7 +275,7 @@ class Authenticator:
     ) -> Decision:
         name = credentials.name
         if user is None:
-            await run_in_threadpool(_burn, credentials.password)
+            await self._verify(_burn, credentials.password)
             return Decision(pretend_failure=self._counts_failures(name))
         # A locked account answers the right password as a wrong one, in time too: a full
         # verification (no cache) and the same failure count.
@@ -309,14 +323,23 @@ class Authenticator:
                 self._verified.move_to_end(key)
                 return True
         if _too_long(credentials.password):
-            await run_in_threadpool(_burn, credentials.password)
+            await self._verify(_burn, credentials.password)
             return False
-        if not await run_in_threadpool(verify_password, credentials.password, password_hash):
+        if not await self._verify(verify_password, credentials.password, password_hash):
             return False
         with self._lock:
             self._verified[key] = password_hash
             self._trim(self._verified)
         return True
+
+    async def _verify(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run one password verification in a worker thread, within the concurrency limit."""
+
+        def limited() -> T:
+            with self._verifying:
+                return fn(*args)
+
+        return await run_in_threadpool(limited)
 
     @staticmethod
     def _trim(cache: OrderedDict[bytes, str]) -> None:
