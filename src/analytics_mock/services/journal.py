@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -77,12 +77,15 @@ def _unescape(text: str) -> str:
     return _ESCAPE.sub(one, text)
 
 
+@lru_cache(maxsize=1024)
 def _secret_name(raw: str) -> bool:
     """Whether a name, as written in a body or query, names a secret once decoded.
 
     Quotes and JSON escapes, then percent-encoding (twice over too), then every part of a
     bracketed form (`user[password]`) are looked through.
     """
+    if raw.isalnum():  # the usual name: nothing to decode
+        return bool(_SECRET_NAME.search(raw))
     name = raw
     if name[:1] in {'"', "'"}:
         name = _unescape(name[1:-1] if len(name) > 1 and name[-1] == name[0] else name[1:])
