@@ -4,10 +4,54 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class Throttled:
+    """A recurring failure, counted, and logged at most once per `interval` seconds with counts.
+
+    A full disk fails every call's journal entry: one line each would flood the log it fills.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        message: str,
+        *,
+        interval: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.count = 0
+        self._logger, self._message, self._interval, self._clock = logger, message, interval, clock
+        self._unreported = 0
+        self._next = -math.inf
+        self._lock = threading.Lock()
+
+    def __call__(self, number: int = 1, *, exc_info: bool = False) -> None:
+        """Count `number` more; log them and those not yet reported, unless logged lately."""
+        with self._lock:
+            self.count += number
+            self._unreported += number
+            now = self._clock()
+            if now < self._next:
+                return
+            unreported, self._unreported, self._next = self._unreported, 0, now + self._interval
+            total = self.count
+        self._logger.error(
+            "%s: %d since the last report, %d in all (reported at most every %g s)",
+            self._message,
+            unreported,
+            total,
+            self._interval,
+            exc_info=exc_info,
+        )
 
 
 class JsonFormatter(logging.Formatter):

@@ -69,11 +69,15 @@ def is_password_hash(value: str) -> bool:
     return _CONTEXT.identify(value) is not None
 
 
-def verify_password(password: str, password_hash: str) -> bool:
-    """Whether `password` matches `password_hash`; false for a malformed hash."""
+def verify_password(password: str, password_hash: str, *, memo: bool = True) -> bool:
+    """Whether `password` matches `password_hash`; false for a malformed hash.
+
+    `memo=False` verifies in full even a pair verified before (a locked account must take the
+    time of a wrong password's verification).
+    """
     pair = (_key(password), password_hash)
     with _memo_lock:
-        if pair in _verified:
+        if memo and pair in _verified:
             _verified.move_to_end(pair)
             return True
     try:

@@ -79,6 +79,7 @@ def build_runtime(settings: Settings) -> Runtime:
         lock_after=settings.account_lock_num,
         lock_system=settings.lock_system_account,
         session_timeout=settings.session_timeout,
+        verifications=settings.password_verifications,
     )
     return Runtime(
         settings=settings, db=db, box=box, authenticator=authenticator, seed=seed, users=users

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     secret_key_file: Path | None = None
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+    sqlite_wal_size_limit: int = Field(default=16 * 1024 * 1024, ge=0)
     # A network database that stops answering must not hold a call for ever.
     database_timeout: float = Field(default=10.0, gt=0, le=3600)
     # Test mail (sendTestMail).
@@ -63,6 +64,10 @@ class Settings(BaseSettings):
     control_token: SecretStr | None = None
     seed_file: Path | None = None
     journal_size: int = Field(default=1000, ge=0, le=1_000_000)
+    test_mail_record_size: int = Field(default=100, ge=1, le=100_000)
+    password_verifications: int = Field(default=2, ge=1, le=64)
+    max_fault_rules: int = Field(default=100, ge=1, le=10_000)
+    max_state_users: int = Field(default=1000, ge=1, le=100_000)
     # Serving.
     https_port: int | None = Field(default=None, ge=0, le=65535)
     certfile: Path | None = None

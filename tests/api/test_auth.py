@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
+from analytics_mock import passwords
 from analytics_mock.cli import main
 from analytics_mock.db.models import SessionRow
 from analytics_mock.db.repositories import SessionRepository
+from analytics_mock.db.runner import READ_CONNECTION
 from analytics_mock.passwords import _DUMMY_HASH, hash_password
 from analytics_mock.runtime import Runtime
 from analytics_mock.services.users import UsersFileError, load_users_file
@@ -259,3 +264,137 @@ def test_unknown_names_cost_a_verification_at_todays_rounds() -> None:
     # The hash an unknown name is verified against is a constant: it must have the scheme and
     # rounds of the hashes made now, or unknown names would answer faster than wrong passwords.
     assert _DUMMY_HASH.split("$")[1:3] == hash_password("x").split("$")[1:3]
+
+
+async def test_a_password_changed_in_the_users_file_ends_the_accounts_sessions(
+    make_client: Callable[..., httpx.AsyncClient], tmp_path: Path
+) -> None:
+    entry = "users:\n  - name: {name}\n    password: {password}\n    permissions: [Admin]\n"
+    path = users_file(tmp_path, entry.format(name="dan", password="old-pw-1"))
+    async with make_client(users_file=path) as client:
+        token = token_of(await client.get(SETTINGS_PATH, headers=basic("dan", "old-pw-1")))
+        system_token = token_of(await client.get(SETTINGS_PATH, headers=ADMIN))
+    path.write_text(entry.format(name="dan", password="new-pw-2"))
+    async with make_client(users_file=path) as client:  # a restart with the changed file
+        assert (await client.get(SETTINGS_PATH, headers=hsso(token))).status_code == 401
+        assert (await client.get(SETTINGS_PATH, headers=hsso(system_token))).status_code == 200
+        ok = await client.get(SETTINGS_PATH, headers=basic("dan", "new-pw-2"))
+        assert ok.status_code == 200
+
+
+class DatabaseWork:
+    """What the server's calls do to the database and to the password hashes, call by call."""
+
+    def __init__(self, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+        transport = client._transport
+        assert isinstance(transport, httpx.ASGITransport)
+        engine = transport.app.state.runtime.db.engine  # type: ignore[attr-defined]
+        self.writes = 0
+        self.commits = 0
+        self.verifications = 0
+        verify = passwords._CONTEXT.verify
+
+        def counted_verify(secret: str, hashed: str) -> bool:
+            self.verifications += 1
+            return bool(verify(secret, hashed))
+
+        def statement(*args: Any) -> None:
+            if args[2].lstrip().split(" ", 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}:
+                self.writes += 1
+
+        def commit(connection: Any) -> None:
+            if not connection.info.get(READ_CONNECTION):  # PostgreSQL's readers commit too
+                self.commits += 1
+
+        monkeypatch.setattr(passwords._CONTEXT, "verify", counted_verify)
+        event.listen(engine, "before_cursor_execute", statement)
+        event.listen(engine, "commit", commit)
+
+    async def of(self, call: Any) -> tuple[httpx.Response, tuple[int, int, int]]:
+        """The response of `call` and the (writes, commits, verifications) it cost."""
+        before = (self.writes, self.commits, self.verifications)
+        response = await call
+        after = (self.writes, self.commits, self.verifications)
+        return response, (after[0] - before[0], after[1] - before[1], after[2] - before[2])
+
+
+async def test_a_locked_account_answers_right_and_wrong_passwords_alike(
+    make_client: Callable[..., httpx.AsyncClient],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = users_file(
+        tmp_path, "users:\n  - name: gina\n    password: gina-pw\n    permissions: [Admin]\n"
+    )
+    good, bad = basic("gina", "gina-pw"), basic("gina", "nope")
+    async with make_client(users_file=path, account_lock_num=2) as client:
+        work = DatabaseWork(client, monkeypatch)
+        assert (await client.get(SETTINGS_PATH, headers=good)).status_code == 200  # cached now
+        for _ in range(2):
+            assert (await client.get(SETTINGS_PATH, headers=bad)).status_code == 401
+        right, right_cost = await work.of(client.get(SETTINGS_PATH, headers=good))
+        wrong, wrong_cost = await work.of(client.get(SETTINGS_PATH, headers=bad))
+        assert (right.status_code, right.content) == (wrong.status_code, wrong.content)
+        assert right_cost == wrong_cost  # a full verification each, the same writes
+        assert right_cost[2] == 1
+
+
+async def test_a_failure_writes_as_much_for_an_unknown_account_as_for_a_known_one(
+    make_client: Callable[..., httpx.AsyncClient],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = users_file(
+        tmp_path, "users:\n  - name: hank\n    password: hank-pw\n    permissions: [Admin]\n"
+    )
+    async with make_client(users_file=path, account_lock_num=10) as client:
+        work = DatabaseWork(client, monkeypatch)
+        for _ in range(3):  # interleaved: each pair under the same conditions
+            known, known_cost = await work.of(
+                client.get(SETTINGS_PATH, headers=basic("hank", "nope"))
+            )
+            unknown, unknown_cost = await work.of(
+                client.get(SETTINGS_PATH, headers=basic("nobody", "nope"))
+            )
+            assert (known.status_code, known.content) == (unknown.status_code, unknown.content)
+            assert known_cost == unknown_cost, (known_cost, unknown_cost)
+
+
+async def test_password_verifications_run_within_their_limit(
+    make_client: Callable[..., httpx.AsyncClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = threading.Condition()
+    active, peak = [0], [0]
+    gate = threading.Event()
+
+    def held_verify(_secret: str, _hashed: str) -> bool:
+        with running:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+            running.notify_all()
+        gate.wait(timeout=10)
+        with running:
+            active[0] -= 1
+        return False
+
+    def waited_for(condition: Callable[[], bool], timeout: float) -> bool:
+        with running:
+            return running.wait_for(condition, timeout=timeout)
+
+    async with make_client(password_verifications=2) as client:
+        # Verified before the flood: its calls need no verification and no worker thread.
+        assert (await client.get(SETTINGS_PATH, headers=ADMIN)).status_code == 200
+        monkeypatch.setattr(passwords._CONTEXT, "verify", held_verify)
+        flood = [
+            asyncio.ensure_future(client.get(SETTINGS_PATH, headers=basic("nobody", f"pw-{n}")))
+            for n in range(6)
+        ]
+        try:
+            assert await asyncio.to_thread(waited_for, lambda: active[0] == 2, 10)
+            # Left free, the other four would be in by now; the limit keeps them out.
+            assert not await asyncio.to_thread(waited_for, lambda: active[0] > 2, 1.0)
+            assert (await client.get(SETTINGS_PATH, headers=ADMIN)).status_code == 200
+        finally:
+            gate.set()
+        assert [r.status_code for r in await asyncio.gather(*flood)] == [401] * 6
+    assert peak[0] == 2

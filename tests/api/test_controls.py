@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
+from analytics_mock import passwords
 from analytics_mock.api.controls_middleware import ConnectionDroppedError
 from analytics_mock.app import create_app
 from analytics_mock.runtime import Runtime
@@ -418,6 +421,19 @@ async def test_test_mail_record(make_client: Callable[..., httpx.AsyncClient]) -
         assert (await client.get("/_mock/test-mails")).json() == {"testMails": []}
 
 
+async def test_the_test_mail_record_keeps_the_newest(
+    make_client: Callable[..., httpx.AsyncClient],
+) -> None:
+    async with make_client(test_mail_mode="capture", test_mail_record_size=2) as client:
+        jobs = []
+        for address in ["a@example.com", "b@example.com", "c@example.com"]:
+            body = {"parameters": [{"destinationAddresses": [address]}]}
+            job = await client.post(INVOKE, json=body, headers=ADMIN)
+            jobs.append(job.json()["instanceID"])
+        records = (await client.get("/_mock/test-mails")).json()["testMails"]
+        assert [record["jobId"] for record in records] == [jobs[2], jobs[1]]
+
+
 async def test_unlock_endpoint(
     make_client: Callable[..., httpx.AsyncClient], tmp_path: Path
 ) -> None:
@@ -545,3 +561,54 @@ def test_bad_seed_file_is_one_clear_line(tmp_path: Path, text: str, fragment: st
         load_seed_file(write(tmp_path, text))
     assert fragment in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+async def test_fault_rules_and_imported_users_are_bounded(
+    make_client: Callable[..., httpx.AsyncClient],
+) -> None:
+    async with make_client(max_fault_rules=2, max_state_users=2) as client:
+        await add_fault(client, path="/a", status=500)
+        await add_fault(client, path="/b", status=500)
+        refused = await client.post("/_mock/faults", json={"path": "/c", "status": 500})
+        assert refused.status_code == 400
+        assert refused.json()["messageID"] == "KNAQ20001-E"
+        assert "at most 2 fault rules" in refused.json()["message"]
+        assert len((await client.get("/_mock/faults")).json()["faults"]) == 2
+        before = (await client.get("/_mock/state")).json()
+        fault = {"path": "/x", "status": 500}
+        user = {"password": "pw-123456", "permissions": ["Admin"]}
+        too_many = [
+            {"faults": [fault, fault, fault]},
+            {"users": [{"name": f"u{n}", **user} for n in range(3)]},
+        ]
+        for state in too_many:
+            response = await client.put("/_mock/state", json=state)
+            assert response.status_code == 400 and response.json()["application"] == "Analytics"
+        assert (await client.get("/_mock/state")).json() == before
+
+
+async def test_a_state_import_hashes_plaintext_passwords_off_the_database_thread(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On the database's writing thread, hashing holds the write lock and every call behind it.
+    hashed_on: list[str] = []
+    hash_once = passwords._CONTEXT.hash
+
+    def recording(secret: str) -> str:
+        hashed_on.append(threading.current_thread().name)
+        return str(hash_once(secret))
+
+    monkeypatch.setattr(passwords._CONTEXT, "hash", recording)
+    state = (await client.get("/_mock/state")).json()
+    # Passwords of their own: the process remembers the hashes it made (passwords.py).
+    fresh = uuid.uuid4().hex
+    state["users"] = [
+        {"name": f"u{n}", "password": f"password-{n}-{fresh}", "permissions": ["Admin"]}
+        for n in range(3)
+    ]
+    response = await client.put("/_mock/state", json=state)
+    assert response.status_code == 200, response.text
+    assert len(hashed_on) == 3
+    assert not [name for name in hashed_on if name.startswith("analytics-mock-db")]
+    login = basic("u1", f"password-1-{fresh}")
+    assert (await client.get(SETTINGS_PATH, headers=login)).status_code == 200

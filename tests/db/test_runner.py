@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import threading
 import tracemalloc
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection, event, insert, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from analytics_mock.db.engine import Database
+from analytics_mock.db.engine import Database, create_database_engine
+from analytics_mock.db.migrate import upgrade_to_head
 from analytics_mock.db.models import UserRow
 from analytics_mock.db.runner import READ_CONNECTION, RIDER, FollowUp
 from analytics_mock.errors import ObjectNotFound
+from analytics_mock.settings import Settings
 from tests.db.support import runner_threads_held, submitted
 
 pytestmark = pytest.mark.anyio
@@ -246,8 +250,24 @@ async def test_a_failed_rider_is_logged_and_is_not_the_writes_failure(
     with riding((broken, unmakeable)):
         await db.write(add_user("kept too"))
     assert {"kept", "kept too"} <= names(db)
-    assert "a follow-up write was lost" in caplog.text
+    assert "journal entries lost" in caplog.text
     assert "a follow-up write could not be made" in caplog.text
+
+
+async def test_lost_journal_entries_are_counted_and_logged_once_a_minute(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(_connection: Connection, _values: list[Any]) -> None:
+        raise RuntimeError("disk full")
+
+    for number in range(20):
+        with riding((broken, lambda _error: 1)):
+            await db.write(add_user(f"u{number}"))
+    lines = [r for r in caplog.records if "journal entries lost" in r.getMessage()]
+    assert len(lines) == 1
+    assert "1 since the last report, 1 in all" in lines[0].getMessage()
+    assert db.journal_losses.count == 20
+    assert len(names(db)) == 20  # every write stands
 
 
 async def test_a_unit_that_hides_a_failed_statement_is_not_acknowledged(db: Database) -> None:
@@ -270,3 +290,60 @@ async def test_a_unit_that_hides_a_failed_statement_is_not_acknowledged(db: Data
         assert results[1] == "done" and "hidden" in names(db)
     else:
         assert isinstance(results[1], Exception) and "hidden" not in names(db)
+
+
+def commit_fails(connection: Connection) -> None:
+    """A write whose statements succeed and whose commit fails (a deferred foreign key)."""
+    connection.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS parent_t (id INTEGER PRIMARY KEY)")
+    connection.exec_driver_sql(
+        "CREATE TEMP TABLE IF NOT EXISTS child_t"
+        " (pid INTEGER REFERENCES parent_t (id) DEFERRABLE INITIALLY DEFERRED)"
+    )
+    connection.exec_driver_sql("INSERT INTO child_t VALUES (1)")
+
+
+async def test_a_read_answers_when_only_the_commit_of_its_batch_fails(db: Database) -> None:
+    # As a full disk does to a batch that holds journal entries: the read saw no write of it.
+    await db.write(add_user("a"))
+    async with runner_threads_held(db):
+        read = asyncio.ensure_future(db.read(UserCount()))
+        failed = asyncio.ensure_future(db.write(commit_fails))
+        await submitted()
+    assert await read == 1
+    with pytest.raises(IntegrityError):
+        await failed
+    assert names(db) == {"a"}
+
+
+def test_the_sqlite_wal_shrinks_to_its_limit_after_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    settings = Settings(database_url=f"sqlite:///{path}", sqlite_wal_size_limit=64 * 1024)
+    engine = create_database_engine(settings)
+    upgrade_to_head(engine)
+    db = Database(engine)
+    wal = Path(f"{path}-wal")
+    try:
+
+        async def burst() -> None:
+            for number in range(300):  # some 5 MB through the WAL, past an auto-checkpoint
+                await db.write(add_user(f"user-{number}-" + "x" * 200))
+                await db.write(
+                    lambda c, n=number: c.execute(
+                        USERS.update()
+                        .where(USERS.c.name.like(f"user-{n}-%"))
+                        .values(password_hash="h" * 16000)
+                    )
+                )
+
+        asyncio.run(burst())
+        with contextlib.closing(sqlite3.connect(path)) as outside:  # whatever auto-checkpoints did
+            outside.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        asyncio.run(db_write_one(db))
+        # Without the limit the file stays at its largest, some 4 MB (1,000 pages) here.
+        assert wal.stat().st_size <= 64 * 1024 + 3 * 4096
+    finally:
+        db.dispose()
+
+
+async def db_write_one(db: Database) -> None:
+    await db.write(add_user("after-the-checkpoint"))

@@ -9,8 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from analytics_mock.api.dependencies import RuntimeDep, parse_json, require_json_content_type
 from analytics_mock.api.openapi import json_request_body
@@ -18,7 +20,11 @@ from analytics_mock.api.responses import error_responses
 from analytics_mock.config_files import first_problem
 from analytics_mock.db.engine import orm
 from analytics_mock.db.migrate import is_at_head
-from analytics_mock.db.repositories import JournalRepository, TestMailRepository
+from analytics_mock.db.repositories import (
+    ControlRepository,
+    JournalRepository,
+    TestMailRepository,
+)
 from analytics_mock.errors import (
     AuthenticationFailed,
     InvalidBody,
@@ -131,8 +137,16 @@ async def get_state(runtime: RuntimeDep) -> dict[str, Any]:
 async def put_state(document: ControlBody, runtime: RuntimeDep) -> dict[str, Any]:
     """Replace settings, users, maintenance and faults; every session ends."""
     state: State = _parse(State, document)
-    imported = partial(service.import_state, box=runtime.box, state=state, now=runtime.clock())
+    settings = runtime.settings
+    if len(state.faults) > settings.max_fault_rules:
+        raise InvalidBody(
+            f"The request body is invalid: at most {settings.max_fault_rules} fault rules."
+        )
+    if len(state.users) > settings.max_state_users:
+        raise InvalidBody(f"The request body is invalid: at most {settings.max_state_users} users.")
     try:
+        state = await run_in_threadpool(service.hash_plaintext_passwords, state)
+        imported = partial(service.import_state, box=runtime.box, state=state, now=runtime.clock())
         await runtime.db.write(orm(imported))
     except ValueError as exc:
         raise InvalidBody(f"The request body is invalid: {exc}.") from None
@@ -210,7 +224,10 @@ async def post_fault(document: ControlBody, runtime: RuntimeDep) -> dict[str, An
     """Matching emulated calls get a status, a delay, or a dropped connection."""
     fault: FaultIn = _parse(FaultIn, document)
     _decoded(fault.path)
-    return await runtime.db.write(orm(partial(service.add_fault, fault=fault, now=runtime.clock())))
+    added = partial(
+        service.add_fault, fault=fault, now=runtime.clock(), limit=runtime.settings.max_fault_rules
+    )
+    return await runtime.db.write(orm(added))
 
 
 @router.delete(
@@ -328,6 +345,10 @@ async def unlock(name: str, runtime: RuntimeDep) -> dict[str, Any]:
     return {"name": name, "locked": False}
 
 
+def _probe_write(connection: Connection) -> bool:
+    return ControlRepository(connection).probe_write()
+
+
 @health.get("/healthz", summary="Alive", operation_id="healthz", response_model=Health)
 async def healthz() -> dict[str, str]:
     """The process answers."""
@@ -344,9 +365,18 @@ async def healthz() -> dict[str, str]:
     },
 )
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
-    """200 when the database answers at the newest schema revision, else 503."""
+    """200 when the database answers at the newest schema revision and takes a write, else 503.
+
+    A write, because an outside lock (or a lost PostgreSQL) still lets reads through while
+    every PUT fails; on SQLite, free space under `MIN_FREE_BYTES` counts as a full disk, and
+    every batch checks that the file is still the one opened.
+    """
     try:
-        ready = await runtime.db.read(is_at_head)
+        ready = (
+            await runtime.db.read(is_at_head)
+            and runtime.db.has_room()
+            and await runtime.db.write(_probe_write)
+        )
     except SQLAlchemyError:
         ready = False
     if not ready:

@@ -224,11 +224,7 @@ class _CallRecorder:
         self.journalled = True
         if not self.runtime.db.available:
             # Waiting out another deadline would only delay an answer that is already an error.
-            logger.error(
-                "journal entry lost for %s %s: the database is unavailable",
-                self.scope["method"],
-                self.scope["path"],
-            )
+            self.runtime.db.journal_losses()
             return
         if self._unread():
             await self._drain()
@@ -240,7 +236,7 @@ class _CallRecorder:
             await self.runtime.db.write(_nothing)
         except Exception:
             # A journal the database cannot take must not cost the client its answer.
-            logger.exception("journal entry lost for %s %s", call.method, call.path)
+            self.runtime.db.journal_losses(exc_info=True)
         finally:
             RIDER.reset(token)
 

@@ -81,5 +81,14 @@ async def invoke_test_mail(request: Request) -> JSONResponse:
         injected_failure=failure,
     )
 
-    await runtime.db.write(orm(partial(service.record_attempt, plan=mail_plan, attempt=attempt)))
+    await runtime.db.write(
+        orm(
+            partial(
+                service.record_attempt,
+                plan=mail_plan,
+                attempt=attempt,
+                keep=runtime.settings.test_mail_record_size,
+            )
+        )
+    )
     return JSONResponse(service.job_body(mail_plan, attempt))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -13,13 +14,14 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.session import JoinTransactionMode
 
 from analytics_mock.db.extras import require_extra
 from analytics_mock.db.runner import READ_CONNECTION, Unit, UnitRunner
 from analytics_mock.db.watchdog import Watchdog
+from analytics_mock.logs import Throttled
 from analytics_mock.settings import Settings
 
 T = TypeVar("T")
@@ -43,6 +45,63 @@ def _switch_to_wal(cursor: Any, timeout: float) -> None:
             time.sleep(0.01)
 
 
+# Free space under which a SQLite database's file system counts as full for readiness.
+MIN_FREE_BYTES = 1024 * 1024
+
+
+class DatabaseFileReplaced(OperationalError):
+    """The SQLite file at the configured path is no longer the one this process opened."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            None,
+            None,
+            Exception(f"the database file {path} was deleted or replaced under the server"),
+        )
+
+
+class FileIdentity:
+    """The identity (device, inode) of the SQLite file as first opened, and a check against it.
+
+    A write into a file that was deleted or replaced goes to an unlinked inode and is lost at
+    restart: every batch checks first, and fails instead of acknowledging it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._opened: tuple[int, int] | None = None
+
+    def _current(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    def opened(self) -> None:
+        """A connection opened the file: the first one fixes its identity."""
+        if self._opened is None:
+            self._opened = self._current()
+        self.check()
+
+    def has_room(self) -> bool:
+        """Whether the file's file system has `MIN_FREE_BYTES` free for the server's writes.
+
+        A write that fits in the WAL's reused frames succeeds on a full disk; the next larger
+        one fails. Readiness counts such a disk as full.
+        """
+        try:
+            stat = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+        except OSError:
+            return False
+        return stat.f_bavail * stat.f_frsize >= MIN_FREE_BYTES
+
+    def check(self) -> None:
+        """Raise `DatabaseFileReplaced` if the path no longer names the file first opened."""
+        if self._opened is not None and self._current() != self._opened:
+            raise DatabaseFileReplaced(self.path)
+
+
 def _sqlite_engine(url: URL, settings: Settings) -> Engine:
     if url.database not in (None, "", ":memory:"):
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +123,8 @@ def _sqlite_engine(url: URL, settings: Settings) -> Engine:
         _switch_to_wal(cursor, settings.sqlite_busy_timeout_ms / 1000)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
+        # The WAL keeps its largest size unless told: truncated to this once checkpointed.
+        cursor.execute(f"PRAGMA journal_size_limit={settings.sqlite_wal_size_limit:d}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -114,6 +175,12 @@ class Database:
         self._read = sessionmaker(engine, expire_on_commit=False, autoflush=False)
         self._write = sessionmaker(self._write_engine, expire_on_commit=False, autoflush=False)
         sqlite = self.dialect == "sqlite"
+        path = engine.url.database
+        self.file = FileIdentity(path) if sqlite and path not in (None, "", ":memory:") else None
+        if self.file is not None:
+            self.file.opened()
+            # A new connection must open the same file; the first one fixes it if none existed.
+            event.listen(engine, "connect", lambda _dbapi, _record: self._opened())
         # SQLite has one writer at a time. Threads of this process queue here and are woken
         # the moment the lock is free, instead of polling in SQLite's busy handler, whose
         # back-off sleeps up to 100 ms; other processes still wait under busy_timeout.
@@ -128,6 +195,7 @@ class Database:
             readers=0 if sqlite else 3,
             write_lock=self._write_lock,
             watchdog=self.watchdog,
+            precheck=self.file.check if self.file is not None else None,
             deadline=timeout,
         )
 
@@ -135,6 +203,19 @@ class Database:
     def available(self) -> bool:
         """False from a failed connection or an overrun deadline until the next commit."""
         return self.runner.available
+
+    def _opened(self) -> None:
+        assert self.file is not None
+        self.file.opened()
+
+    def has_room(self) -> bool:
+        """False when a SQLite file's disk is (nearly) full; PostgreSQL's is the server's."""
+        return self.file is None or self.file.has_room()
+
+    @property
+    def journal_losses(self) -> Throttled:
+        """Journal entries lost (a full disk, a lost connection): counted, logged throttled."""
+        return self.runner.follow_ups_lost
 
     async def read(self, unit: Unit[T], *, share: Hashable = None) -> T:
         """Run a read-only `unit` off the event loop; a write in it fails.

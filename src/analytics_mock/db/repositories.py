@@ -76,6 +76,19 @@ def clear_tables(session: Executor, tables: Sequence[Table]) -> dict[str, int]:
     return deleted
 
 
+# Key of the PostgreSQL advisory lock that orders whole-state replacements (reset, import).
+STATE_LOCK_KEY = 0x616D5F7374617465  # "am_state"
+
+
+def lock_state(session: Session) -> None:
+    """Queue behind any other whole-state replacement until this transaction ends (PostgreSQL).
+
+    SQLite has one writer at a time already; taking it again in the same transaction is free.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(STATE_LOCK_KEY)))
+
+
 def _orm(executor: Executor) -> Session:
     assert isinstance(executor, Session), "writing ORM objects needs a Session"
     return executor
@@ -216,10 +229,40 @@ class EmailSettingsRepository:
         return [SettingRecord.from_row(row) for row in self.session.execute(stmt)]
 
     def replace_all(self, rows: Sequence[EmailSettingRow]) -> None:
-        """Make `rows` the only objects."""
+        """Make `rows` the only objects, in their order; an object that stays is updated in place.
+
+        In place, because on PostgreSQL another process's call that waits for the object's row
+        lock must find it afterwards (a deleted and re-inserted row is a 404 to it). There,
+        replacements also queue on one advisory lock, so that two of them from different
+        processes never both insert the same instanceID (a unique violation).
+        """
         session = _orm(self.session)
-        session.execute(delete(EmailSettingRow))
-        session.add_all(rows)
+        lock_state(session)
+        wanted = [
+            {column.key: getattr(row, column.key) for column in _SETTINGS.columns} for row in rows
+        ]
+        ids = [values["instance_id"] for values in wanted]
+        session.execute(delete(_SETTINGS).where(_SETTINGS.c.instance_id.not_in(ids)))
+        kept = set(
+            session.scalars(
+                select(_SETTINGS.c.instance_id)
+                .where(_SETTINGS.c.instance_id.in_(ids))
+                .order_by(_SETTINGS.c.instance_id)  # one lock order for every process
+                .with_for_update()
+            )
+        )
+        # Fresh keys above every kept one give the objects the order of `rows`.
+        base = session.scalar(select(func.coalesce(func.max(_SETTINGS.c.pk), 0))) or 0
+        for offset, values in enumerate(wanted, start=1):
+            values["pk"] = base + offset
+            if values["instance_id"] in kept:
+                session.execute(
+                    update(_SETTINGS)
+                    .where(_SETTINGS.c.instance_id == values["instance_id"])
+                    .values(**values)
+                )
+            else:
+                session.execute(insert(_SETTINGS).values(**values))
         session.flush()
 
     def add_if_absent(self, row: EmailSettingRow) -> bool:
@@ -333,6 +376,10 @@ class SessionRepository:
         """End one session."""
         self.session.execute(delete(SessionRow).where(SessionRow.token_hash == token_hash))
 
+    def end_for(self, user_name: str) -> None:
+        """End every session of one account."""
+        self.session.execute(delete(SessionRow).where(SessionRow.user_name == user_name))
+
     def purge_idle(self, idle_before: float) -> None:
         """End every session unused since `idle_before`."""
         self.session.execute(delete(SessionRow).where(SessionRow.last_used_at < idle_before))
@@ -354,10 +401,14 @@ class TestMailRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def add(self, row: TestMailRow) -> None:
-        """Record one attempt."""
+    def add(self, row: TestMailRow, keep: int) -> None:
+        """Record one attempt and forget all but the newest `keep`."""
         self.session.add(row)
         self.session.flush()
+        oldest_kept = (
+            select(TestMailRow.pk).order_by(TestMailRow.pk.desc()).offset(keep - 1).limit(1)
+        ).scalar_subquery()
+        self.session.execute(delete(TestMailRow).where(TestMailRow.pk < oldest_kept))
 
     def newest(self, limit: int) -> list[TestMailRow]:
         """The most recent attempts, newest first."""
@@ -422,6 +473,10 @@ class FaultRepository:
         session.add(row)
         session.flush()
 
+    def count(self) -> int:
+        """How many rules there are."""
+        return int(self.session.execute(select(func.count()).select_from(_FAULTS)).scalar_one())
+
     def delete(self, fault_id: int) -> bool:
         """Remove one rule; false if there was none."""
         result = self.session.execute(delete(FaultRow).where(FaultRow.id == fault_id))
@@ -470,6 +525,13 @@ class ControlRepository:
         if maintenance is not None:
             values["maintenance"] = maintenance
         self.session.execute(update(ControlRow).where(ControlRow.id == 1).values(**values))
+
+    def probe_write(self) -> bool:
+        """Write the switches row unchanged: whether the database takes a write at all."""
+        self.session.execute(
+            update(ControlRow).where(ControlRow.id == 1).values(generation=ControlRow.generation)
+        )
+        return True
 
 
 class MailFailureRepository:

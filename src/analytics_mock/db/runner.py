@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -24,6 +25,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from analytics_mock.db.watchdog import Guard, Watchdog
+from analytics_mock.logs import Throttled
 
 logger = logging.getLogger("analytics_mock.db")
 
@@ -56,6 +58,8 @@ class _Item:
     joiners: list[asyncio.Future[Any]] = field(default_factory=list)
     result: Any = None
     error: BaseException | None = None
+    # A read that ran before any write of its batch changed a row: it saw only committed data.
+    clean: bool = False
 
 
 def _settle(items: list[_Item]) -> None:
@@ -87,6 +91,17 @@ def _aborted(connection: Connection) -> bool:
     return status is not None and int(status) == _PQTRANS_INERROR
 
 
+def _busy(exc: BaseException) -> bool:
+    """Whether SQLite gave up waiting for another connection's lock."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlite_errorcode", None)
+    return (
+        isinstance(orig, sqlite3.OperationalError)
+        and code is not None
+        and (code & 0xFF == sqlite3.SQLITE_BUSY)
+    )
+
+
 def _lost(connection: Connection | None, exc: BaseException) -> bool:
     lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
     return connection is not None and (connection.invalidated or lost)
@@ -103,12 +118,15 @@ class UnitRunner:
         write_lock: threading.Lock | None,
         watchdog: Watchdog | None = None,
         deadline: float = 0.0,
+        precheck: Callable[[], None] | None = None,
     ) -> None:
         # On SQLite the runner's transactions begin IMMEDIATE: a batch may hold writes.
         self._engine = engine.execution_options(sqlite_write=True)
         self._write_lock = write_lock
         self._watchdog = watchdog
         self._deadline = deadline
+        # Raises when the batch must not run (the SQLite file was replaced): it fails whole.
+        self._precheck = precheck
         # Queues by role: True for the reading threads, False for the writer (all on SQLite).
         self._wanted = {False: 1, True: readers}
         self._queues: dict[bool, deque[_Item]] = {False: deque(), True: deque()}
@@ -117,6 +135,8 @@ class UnitRunner:
         self._threads: dict[bool, list[threading.Thread]] = {False: [], True: []}
         self._closing = False
         self.available = True
+        # Follow-up writes (journal entries) lost: counted, logged at most once a minute.
+        self.follow_ups_lost = Throttled(logger, "journal entries lost")
         # Shared reads still queued, by key and event loop: a caller that finds one joins it.
         self._shared: dict[tuple[Hashable, asyncio.AbstractEventLoop], _Item] = {}
         self._kicks: set[asyncio.AbstractEventLoop] = set()
@@ -233,6 +253,8 @@ class UnitRunner:
             committing = False
             guard: Guard | None = None
             try:
+                if self._precheck is not None:
+                    self._precheck()
                 if connection is None:
                     connection = self._connect(role)
                 with contextlib.ExitStack() as stack:
@@ -259,24 +281,40 @@ class UnitRunner:
                 # Before the commit nothing took effect, so the batch can run again as it was;
                 # not after a deadline, which is spent.
                 overran = guard is not None and guard.fired
-                if stale or overran:
+                # A SQLite lock held past the busy timeout: the call's journal entry would wait
+                # it out once more, so the call answers within one timeout instead.
+                if stale or overran or _busy(exc):
                     self.available = False
                 if stale and attempt == 1 and not committing and not overran:
                     logger.info("database connection lost; retrying the batch on a new one")
                     continue
-                for item in items:
-                    item.result, item.error = None, item.error or exc
-                    if item.follow is not None:
-                        logger.error("a follow-up write was lost with its transaction")
+                self._fail(items, exc, committed_units=committing)
                 return connection
         return connection
 
+    def _fail(self, items: list[_Item], exc: BaseException, *, committed_units: bool) -> None:
+        """The batch's transaction failed with `exc`; `committed_units`: only its commit did."""
+        lost = 0
+        for item in items:
+            # A clean read's answer stands when only the commit failed (a full disk, journal
+            # entries that could not be written): it read no write of the batch.
+            if committed_units and item.read and item.clean:
+                continue
+            item.result, item.error = None, item.error or exc
+            lost += item.follow is not None
+        if lost:
+            self.follow_ups_lost(lost)
+
     def _batch(self, connection: Connection, items: list[_Item]) -> None:
         """Every item in the open transaction: writes in savepoints, reads query-only."""
-        sql = connection.connection.dbapi_connection.execute  # type: ignore[union-attr]
+        dbapi_connection: Any = connection.connection.dbapi_connection
+        sql = dbapi_connection.execute
+        # SQLite counts the rows changed on a connection; a read is clean while it has not moved.
+        changes = getattr(dbapi_connection, "total_changes", None)
         groups: dict[Group, list[Any]] = {}
         for item in items:
             item.result, item.error = None, None
+            item.clean = changes is not None and dbapi_connection.total_changes == changes
             sql("PRAGMA query_only=1" if item.read else "SAVEPOINT unit")
             try:
                 item.result = item.unit(connection)
@@ -300,5 +338,5 @@ class UnitRunner:
                 if _lost(connection, exc):
                     raise
                 sql("ROLLBACK TO follow")
-                logger.exception("a follow-up write was lost")
+                self.follow_ups_lost(len(values), exc_info=True)
             sql("RELEASE follow")

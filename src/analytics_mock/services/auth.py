@@ -16,15 +16,25 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
 from analytics_mock.db.engine import Database
-from analytics_mock.db.repositories import AnyRow, Executor, SessionRepository, UserRepository
+from analytics_mock.db.repositories import (
+    AnyRow,
+    ControlRepository,
+    Executor,
+    SessionRepository,
+    UserRepository,
+)
 from analytics_mock.errors import AuthenticationFailed, PermissionDenied
 from analytics_mock.passwords import burn_verification, verify_password
+
+T = TypeVar("T")
 
 ADMIN = "Admin"
 PERMISSIONS: tuple[str, ...] = ("Admin", "Modify", "StorageOps", "UserManagement")
@@ -64,6 +74,9 @@ class Decision:
     new_session: tuple[str, str] | None = None  # (token hash, user name)
     touch_session: str | None = None
     expire_session: str | None = None
+    # An unknown account's failure writes as much as a known one's, so neither the time nor
+    # the fsync of the lock's bookkeeping tells which names exist.
+    pretend_failure: bool = False
 
     @property
     def needs_write(self) -> bool:
@@ -75,6 +88,7 @@ class Decision:
                 self.new_session,
                 self.touch_session,
                 self.expire_session,
+                self.pretend_failure,
             )
         )
 
@@ -144,8 +158,18 @@ def _hsso_facts(session: Executor, digest: str) -> tuple[AnyRow | None, AnyRow |
 class Authenticator:
     """Decides who a request is; keeps per-process caches that hold no plaintext password."""
 
-    def __init__(self, *, lock_after: int, lock_system: bool, session_timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        lock_after: int,
+        lock_system: bool,
+        session_timeout: float,
+        verifications: int = 2,
+    ) -> None:
         self.lock_after = lock_after
+        # Password verifications (PBKDF2, ~20 ms of CPU each) that may run at once; the rest
+        # wait without CPU, so a flood of logins leaves the cores to calls already verified.
+        self._verifying = threading.BoundedSemaphore(verifications)
         self.lock_system = lock_system
         self.session_timeout = session_timeout
         # Keyed by an HMAC of name and password under a per-process random key: a cache dump
@@ -175,7 +199,7 @@ class Authenticator:
             decision = self._decide_hsso(credentials, user, row, now)
         else:
             if credentials.password is not None:
-                await run_in_threadpool(_burn, credentials.password)
+                await self._verify(_burn, credentials.password)
             decision = Decision()
         if decision.needs_write:
             await db.write(partial(self.record, decision=decision, now=now))
@@ -213,6 +237,8 @@ class Authenticator:
         sessions = SessionRepository(session)
         if decision.count_failure_for:
             users.record_failure(decision.count_failure_for, self._lock_threshold(decision))
+        if decision.pretend_failure:
+            ControlRepository(session).probe_write()
         if decision.clear_failures_for:
             users.clear_failures(decision.clear_failures_for)
         if decision.expire_session:
@@ -247,14 +273,15 @@ class Authenticator:
         row: AnyRow | None,
         now: float,
     ) -> Decision:
-        if user is None:
-            await run_in_threadpool(_burn, credentials.password)
-            return Decision()
         name = credentials.name
-        if not await self._password_ok(credentials, user.password_hash):
+        if user is None:
+            await self._verify(_burn, credentials.password)
+            return Decision(pretend_failure=self._counts_failures(name))
+        # A locked account answers the right password as a wrong one, in time too: a full
+        # verification (no cache) and the same failure count.
+        ok = await self._password_ok(credentials, user.password_hash, cached=not user.locked)
+        if user.locked or not ok:
             return Decision(count_failure_for=name if self._counts_failures(name) else None)
-        if user.locked:
-            return Decision()
         decision = Decision(clear_failures_for=name if user.failed_logins else None)
         if token is None or row is None or now - row.last_used_at > self.session_timeout:
             token = secrets.token_urlsafe(32)
@@ -285,23 +312,35 @@ class Authenticator:
         with self._lock:
             return self._basic_tokens.get(cache_key)
 
-    async def _password_ok(self, credentials: BasicCredentials, password_hash: str) -> bool:
+    async def _password_ok(
+        self, credentials: BasicCredentials, password_hash: str, *, cached: bool = True
+    ) -> bool:
         # A hit counts only while the stored hash is the one verified, so a changed password
         # misses at once; the lock is checked from the database on every request.
         key = credentials.cache_key
         with self._lock:
-            if self._verified.get(key) == password_hash:
+            if cached and self._verified.get(key) == password_hash:
                 self._verified.move_to_end(key)
                 return True
         if _too_long(credentials.password):
-            await run_in_threadpool(_burn, credentials.password)
+            await self._verify(_burn, credentials.password)
             return False
-        if not await run_in_threadpool(verify_password, credentials.password, password_hash):
+        verify = partial(verify_password, memo=cached)
+        if not await self._verify(verify, credentials.password, password_hash):
             return False
         with self._lock:
             self._verified[key] = password_hash
             self._trim(self._verified)
         return True
+
+    async def _verify(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run one password verification in a worker thread, within the concurrency limit."""
+
+        def limited() -> T:
+            with self._verifying:
+                return fn(*args)
+
+        return await run_in_threadpool(limited)
 
     @staticmethod
     def _trim(cache: OrderedDict[bytes, str]) -> None:

@@ -29,8 +29,11 @@ from analytics_mock.db.repositories import (
     TestMailRepository,
     UserRepository,
     clear_tables,
+    lock_state,
 )
+from analytics_mock.errors import InvalidBody
 from analytics_mock.formats import vendor_time
+from analytics_mock.passwords import hash_password
 from analytics_mock.schemas.controls import FaultIn, MailFailureIn, State, StateUser
 from analytics_mock.services.seed import Seed, exported_setting, setting_row
 from analytics_mock.services.users import UserSpec, sync_users
@@ -87,6 +90,8 @@ def reset(
     Every table of the models is emptied but the reseeded ones, which are written again only
     when they differ from what the last reset left (`memo`, kept by the caller).
     """
+    # First, so that concurrent resets and imports run one after the other, whole.
+    lock_state(session)
     deleted = clear_tables(
         session, [t for t in Base.metadata.sorted_tables if t.name not in RESEEDED_TABLES]
     )
@@ -169,6 +174,23 @@ def _user_spec(user: StateUser) -> UserSpec:
     )
 
 
+def hash_plaintext_passwords(state: State) -> State:
+    """`state` with each plaintext password checked and replaced by its hash.
+
+    Run before the import's write: hashing 1,000 passwords in it would hold the write lock, and
+    every emulated call with it, for seconds.
+    """
+    users = []
+    for user in state.users:
+        if user.password is None:
+            users.append(user)
+            continue
+        _user_spec(user)  # the password rules, on the plaintext
+        hashed = hash_password(user.password)
+        users.append(user.model_copy(update={"password": None, "passwordHash": hashed}))
+    return state.model_copy(update={"users": users})
+
+
 def import_state(session: Session, box: SecretBox, state: State, now: float) -> None:
     """Replace the emulated state with `state`; sessions end, journal and mail record stay."""
     EmailSettingsRepository(session).replace_all([setting_row(s, box) for s in state.settings])
@@ -204,10 +226,16 @@ def fault_row(fault: FaultIn, now: float, *, calls: int | None = None) -> FaultR
     )
 
 
-def add_fault(session: Session, fault: FaultIn, now: float) -> dict[str, Any]:
-    """Store a fault rule and tell every process."""
+def add_fault(session: Session, fault: FaultIn, now: float, limit: int) -> dict[str, Any]:
+    """Store a fault rule and tell every process; 400 when `limit` rules exist already.
+
+    Bounded, because every emulated call is matched against every rule.
+    """
+    faults = FaultRepository(session)
+    if faults.count() >= limit:
+        raise InvalidBody(f"The request body is invalid: at most {limit} fault rules may exist.")
     row = fault_row(fault, now)
-    FaultRepository(session).add(row)
+    faults.add(row)
     ControlRepository(session).bump()
     return fault_body(row)
 

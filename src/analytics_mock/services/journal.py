@@ -6,21 +6,37 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
+from urllib.parse import unquote_plus
 
 from analytics_mock.db.models import JournalRow
 from analytics_mock.db.repositories import Executor, JournalRepository
 from analytics_mock.formats import vendor_time
 
 REDACTED = "***"
-_SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie"}
-# For text that is not valid JSON (a refused body, a query string): whatever follows a
-# password name and `:` or `=`, quoted either way (even unterminated) or bare.
-_PASSWORD_TEXT = re.compile(
-    r"""((?<![A-Za-z0-9_])password["']?\s*[:=]\s*)("(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|[^&\s,;}\]]*)""",
-    re.IGNORECASE,
+# A header whose name holds one of these carries a credential, whatever its value looks like.
+_SECRET_HEADER_NAME = re.compile(
+    r"auth|token|secret|passw|pwd|cookie|api[-_]?key|credential|session", re.IGNORECASE
 )
+# Schemes of `Authorization` a journal may show; any other first word may be the credential.
+_SHOWN_SCHEMES = {"basic", "bearer", "digest", "negotiate", "ntlm", "hoba", "mutual"}
+# A body member or query/form name that holds a secret, once decoded.
+_SECRET_NAME = re.compile(r"passw|secret|token|api[-_]?key", re.IGNORECASE)
+# Text that is not valid JSON (a refused body, a query string, a form) is read as tokens, in
+# one pass: a quoted string, a bare name, or one other character. A quote with no closing one
+# is a character of its own, so that it cannot hide the secrets after it; once one quote of a
+# kind is found open, every later one of that kind is too (the scan would read the same rest).
+# A name followed by `:` or `=` whose decoded form is a secret's has its value masked.
+_STRING = {
+    '"': re.compile(r'"(?:[^"\\]|\\.)*(")?', re.DOTALL),
+    "'": re.compile(r"'(?:[^'\\]|\\.)*(')?", re.DOTALL),
+}
+_BARE = re.compile(r"""[^\s"'&=:;,{}]+""")
+_SEPARATOR = re.compile(r"\s*[:=]\s*")
+_VALUE = re.compile(r"""("(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?)|[^&\s,;}\]]*""", re.DOTALL)
+_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.DOTALL)
+_SIMPLE_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _MAX_BODY = 64 * 1024
 # Deeper documents are redacted as text: the walk and `json.dumps` recurse, and a body nested
 # near the interpreter's recursion limit must never cost the client its answer.
@@ -35,17 +51,50 @@ def storable(text: str) -> str:
 
 
 def redact_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    """Request headers by lower-case name; credentials keep only their scheme."""
+    """Request headers by lower-case name; credentials keep at most a known scheme's name."""
     shown: dict[str, str] = {}
     for raw_name, raw_value in headers:
         name = raw_name.decode("latin-1").lower()
         value = raw_value.decode("latin-1")
-        if name in _SECRET_HEADERS:
-            scheme = value.strip().split(" ", 1)[0] if name != "cookie" else ""
+        if _SECRET_HEADER_NAME.search(name):
+            words = value.split(None, 1)
+            scheme = words[0] if len(words) == 2 and words[0].lower() in _SHOWN_SCHEMES else ""
             value = f"{scheme} {REDACTED}".strip()
         value = storable(value)
         shown[name] = f"{shown[name]}, {value}" if name in shown else value
     return shown
+
+
+def _unescape(text: str) -> str:
+    """JSON string escapes decoded leniently: one that is not valid stays as it is."""
+
+    def one(match: re.Match[str]) -> str:
+        escape = match.group(1)
+        if escape[0] == "u" and len(escape) == 5:
+            return chr(int(escape[1:], 16))
+        return _SIMPLE_ESCAPES.get(escape, escape)
+
+    return _ESCAPE.sub(one, text)
+
+
+@lru_cache(maxsize=1024)
+def _secret_name(raw: str) -> bool:
+    """Whether a name, as written in a body or query, names a secret once decoded.
+
+    Quotes and JSON escapes, then percent-encoding (twice over too), then every part of a
+    bracketed form (`user[password]`) are looked through.
+    """
+    if raw.isalnum():  # the usual name: nothing to decode
+        return bool(_SECRET_NAME.search(raw))
+    name = raw
+    if name[:1] in {'"', "'"}:
+        name = _unescape(name[1:-1] if len(name) > 1 and name[-1] == name[0] else name[1:])
+    for _ in range(3):
+        decoded = unquote_plus(name)
+        if decoded == name:
+            break
+        name = decoded
+    return bool(_SECRET_NAME.search(name))
 
 
 class _TooDeep(Exception):
@@ -57,7 +106,7 @@ def _redact_json(value: Any, depth: int = 0) -> Any:
         raise _TooDeep
     if isinstance(value, dict):
         return {
-            key: REDACTED if key.lower() == "password" else _redact_json(item, depth + 1)
+            key: REDACTED if _secret_name(key) else _redact_json(item, depth + 1)
             for key, item in value.items()
         }
     if isinstance(value, list):
@@ -83,14 +132,39 @@ def redact_body(raw: bytes, document: Any = _UNPARSED) -> str | None:
         return storable(redact_text(raw[:_MAX_BODY].decode("utf-8", errors="replace")))
 
 
-def _mask(match: re.Match[str]) -> str:
-    quote = match.group(2)[:1] if match.group(2)[:1] in {'"', "'"} else ""
-    return f"{match.group(1)}{quote}{REDACTED}{quote}"
+def _token(text: str, position: int, open_quotes: set[str]) -> tuple[str, bool]:
+    """The token at `position` and whether it may be a name."""
+    char = text[position]
+    if char in _STRING and char not in open_quotes:
+        string = _STRING[char].match(text, position)
+        assert string is not None  # it starts with the quote
+        if string.group(1) is not None:
+            return string.group(), True
+        open_quotes.add(char)
+    if (bare := _BARE.match(text, position)) is not None:
+        return bare.group(), True
+    return char, False
 
 
 def redact_text(text: str) -> str:
-    """`text` with the value after every password name masked, its quoting kept."""
-    return _PASSWORD_TEXT.sub(_mask, text)
+    """`text` with the value after every secret's name masked, its quoting kept."""
+    shown: list[str] = []
+    open_quotes: set[str] = set()
+    position, end = 0, len(text)
+    while position < end:
+        token, named = _token(text, position, open_quotes)
+        position += len(token)
+        shown.append(token)
+        if not named or (separator := _SEPARATOR.match(text, position)) is None:
+            continue
+        if not _secret_name(token):
+            continue
+        value = _VALUE.match(text, separator.end())
+        assert value is not None  # it may match nothing
+        quote = (value.group(1) or "")[:1]
+        shown.append(f"{separator.group()}{quote}{REDACTED}{quote}")
+        position = value.end()
+    return "".join(shown)
 
 
 @dataclass(frozen=True)

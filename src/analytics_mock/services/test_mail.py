@@ -145,8 +145,8 @@ async def attempt_test_mail(
     return Attempt(str(uuid.uuid4()), mode, created, clock(), outcome, message.as_string())
 
 
-def record_attempt(session: Session, plan: MailPlan, attempt: Attempt) -> None:
-    """Keep the attempt for inspection, the password left out."""
+def record_attempt(session: Session, plan: MailPlan, attempt: Attempt, keep: int) -> None:
+    """Keep the attempt for inspection, the password left out, and only the newest `keep`."""
     setting = plan.setting
     TestMailRepository(session).add(
         TestMailRow(
@@ -165,7 +165,8 @@ def record_attempt(session: Session, plan: MailPlan, attempt: Attempt) -> None:
             failure=str(attempt.outcome.failure) if attempt.outcome.failure else None,
             detail=attempt.outcome.detail,
             message=attempt.message,
-        )
+        ),
+        keep,
     )
 
 

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from analytics_mock.config_files import ConfigFileError, load_config_file
 from analytics_mock.db.models import UserRow
-from analytics_mock.db.repositories import UserRepository
+from analytics_mock.db.repositories import SessionRepository, UserRepository
 from analytics_mock.passwords import hash_password, is_password_hash, verify_password
 from analytics_mock.schemas.seed import Permission, UserName, reject_duplicates
 from analytics_mock.services.auth import SYSTEM_USER
@@ -96,6 +96,8 @@ def sync_users(session: Session, specs: list[UserSpec]) -> None:
                 )
             )
         else:
+            if row.password_hash != password_hash:  # a new password: old tokens stop at once
+                SessionRepository(session).end_for(spec.name)
             row.password_hash = password_hash
             row.permissions = permissions
 

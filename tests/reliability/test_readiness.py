@@ -1,0 +1,159 @@
+"""`/readyz` reports what a client would meet, and writes fail loudly rather than be lost:
+a full disk, an outside write lock, a SQLite file deleted or replaced under the server."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import make_url
+
+from tests.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
+
+pytestmark = pytest.mark.anyio
+PUT_HEADERS = {**ADMIN, "Content-Type": "application/json", "Accept": "application/json"}
+GET_HEADERS = {**ADMIN, "Accept": "application/json"}
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB tmpfs of the test's own: needs root (CI runs as root)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a full disk needs a tmpfs of its own, which only root may mount")
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Take every free byte of `disk`; the file that took them."""
+    filler = disk / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError:
+            pass
+    return filler
+
+
+async def test_a_full_disk_fails_writes_and_readiness_but_not_reads(
+    small_disk: Path, make_client: Callable[..., httpx.AsyncClient]
+) -> None:
+    async with make_client(database_url=sqlite_url(small_disk / "store.db")) as client:
+        assert (await client.get("/readyz")).status_code == 200
+        # Signed in before: the session a first call makes is a write, which would fail.
+        assert (await client.get(SETTINGS_PATH, headers=GET_HEADERS)).status_code == 200
+        filler = fill(small_disk)
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503 and ready.json() == {"status": "unavailable"}
+        for _ in range(3):  # each read's journal entry is lost, never the read
+            assert (await client.get(SETTINGS_PATH, headers=GET_HEADERS)).status_code == 200
+        put = await client.put(OBJECT_PATH, headers=PUT_HEADERS, json={"portNumber": 2525})
+        assert put.status_code >= 500 and put.json()["application"] == "Analytics"
+        filler.unlink()
+        assert (await client.get("/readyz")).status_code == 200
+        put = await client.put(OBJECT_PATH, headers=PUT_HEADERS, json={"portNumber": 2526})
+        assert put.status_code == 200
+
+
+@contextlib.contextmanager
+def outside_write_lock(database_url: str) -> Iterator[None]:
+    """Another process's transaction that holds the lock every write of the server needs."""
+    if database_url.startswith("sqlite"):
+        outside = sqlite3.connect(make_url(database_url).database or "", isolation_level=None)
+        outside.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            outside.execute("ROLLBACK")
+            outside.close()
+        return
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection, connection.begin():
+            connection.exec_driver_sql("LOCK TABLE control IN EXCLUSIVE MODE")  # reads pass
+            yield
+    finally:
+        engine.dispose()
+
+
+async def test_an_outside_write_lock_makes_readiness_fail(
+    database_url: str, make_client: Callable[..., httpx.AsyncClient]
+) -> None:
+    async with make_client(sqlite_busy_timeout_ms=200, database_timeout=1.0) as client:
+        assert (await client.get("/readyz")).status_code == 200
+        with outside_write_lock(database_url):
+            assert (await client.get("/readyz")).status_code == 503
+        assert (await client.get("/readyz")).status_code == 200
+
+
+@pytest.mark.parametrize("how", ["replaced", "deleted"])
+async def test_a_database_file_replaced_under_the_server_takes_no_write(
+    tmp_path: Path, make_client: Callable[..., httpx.AsyncClient], how: str
+) -> None:
+    path = tmp_path / "store.db"
+    async with make_client(database_url=sqlite_url(path)) as client:
+        assert (await client.get("/readyz")).status_code == 200
+        if how == "replaced":  # atomically, as a restore from a backup does
+            copy = tmp_path / "copy.db"
+            with sqlite3.connect(path) as source, sqlite3.connect(copy) as target:
+                source.backup(target)
+            os.replace(copy, path)
+        else:
+            path.unlink()
+        assert (await client.get("/readyz")).status_code == 503
+        put = await client.put(OBJECT_PATH, headers=PUT_HEADERS, json={"portNumber": 2527})
+        assert put.status_code >= 500 and put.json()["application"] == "Analytics"
+        assert "2527" not in put.text
+
+
+async def test_a_call_under_an_outside_lock_waits_out_one_busy_timeout(
+    tmp_path: Path, make_client: Callable[..., httpx.AsyncClient]
+) -> None:
+    path = tmp_path / "store.db"
+    async with make_client(database_url=sqlite_url(path), sqlite_busy_timeout_ms=200) as client:
+        transport = client._transport
+        assert isinstance(transport, httpx.ASGITransport)
+        db = transport.app.state.runtime.db  # type: ignore[attr-defined]
+        assert (await client.get(SETTINGS_PATH, headers=GET_HEADERS)).status_code == 200
+        waits: list[str] = []
+
+        def begun(*args: Any) -> None:
+            if args[2].startswith("BEGIN IMMEDIATE"):
+                waits.append(args[2])
+
+        event.listen(db.engine, "before_cursor_execute", begun)
+        lost = db.journal_losses.count
+        with outside_write_lock(sqlite_url(path)):
+            failed = await client.get(SETTINGS_PATH, headers=GET_HEADERS)
+        assert failed.status_code == 500 and failed.json()["application"] == "Analytics"
+        # One wait for the lock (the read's); the journal entry is dropped and counted, not
+        # written after a second wait.
+        assert len(waits) == 1
+        assert db.journal_losses.count == lost + 1
+        assert (await client.get(SETTINGS_PATH, headers=GET_HEADERS)).status_code == 200
