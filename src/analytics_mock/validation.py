@@ -39,7 +39,10 @@ _IPV6 = (
 )
 _DNS_LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 # At most 253 characters besides a trailing dot; an all-digit last label is a bad address.
-_DNS_NAME = rf"(?=[\s\S]{{1,253}}\.?{_END})(?:{_DNS_LABEL}\.)*(?![0-9]+\.?{_END}){_DNS_LABEL}\.?"
+_DNS_LABELS = rf"(?:{_DNS_LABEL}\.)*(?![0-9]+\.?{_END}){_DNS_LABEL}"
+_DNS_NAME = rf"(?=[\s\S]{{1,253}}\.?{_END}){_DNS_LABELS}\.?"
+# A mail domain has no trailing dot (RFC 5321's Domain), unlike a host name to connect to.
+_MAIL_DOMAIN = rf"(?=[\s\S]{{1,253}}{_END}){_DNS_LABELS}"
 _DOT_ATOM = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
 _QUOTED_STRING = r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"'
 _ADDRESS_LITERAL = rf"\[(?:{_IPV4}|[Ii][Pp][Vv]6:{_IPV6})\]"
@@ -50,7 +53,7 @@ HOST_PATTERN = f"^(?:{_IPV4}|{_IPV6}|{_DNS_NAME}){_END}"
 MAIL_ADDRESS_PATTERN = (
     # The local part is what comes before the last @: no @ after the 65th character is one.
     rf"^(?=[\s\S]{{1,254}}{_END})(?![\s\S]{{65,}}@[^@]*{_END})"
-    rf"(?:{_DOT_ATOM}|{_QUOTED_STRING})@(?:{_DNS_NAME}|{_ADDRESS_LITERAL}){_END}"
+    rf"(?:{_DOT_ATOM}|{_QUOTED_STRING})@(?:{_MAIL_DOMAIN}|{_ADDRESS_LITERAL}){_END}"
 )
 #: Standard, padded Base64 of 1 to 255 bytes.
 PASSWORD_PATTERN = (

@@ -312,6 +312,8 @@ async def test_timeout_while_other_requests_are_served(
         {"parameters": [{"destinationAddresses": ["a@example.com"]}] * 2},
         {"parameters": [{"destinationAddresses": []}]},
         {"parameters": [{"destinationAddresses": ["not-an-address"]}]},
+        # A final dot in the domain passed the check and then broke the message: a 500.
+        {"parameters": [{"destinationAddresses": ["ops@example.com."]}]},
         {"parameters": [{"destinationAddresses": "a@example.com"}]},
         {"parameters": [{"destinationAddresses": ["a@example.com"], "extra": 1}]},
         {"parameters": [{"destinationAddresses": ["a@example.com"], "emailSetting": {"port": 1}}]},
