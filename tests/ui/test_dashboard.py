@@ -64,7 +64,8 @@ def test_a_put_made_with_curl_appears_in_the_journal_without_its_password(
     expect(shown).to_contain_text('"password": "***"')
     assert "c2VjcmV0" not in page.content()
     expect(entry.locator(".kv")).to_contain_text("Basic")
-    screenshot(page, "dashboard-journal")
+    screenshot(page, "dashboard")
+    screenshot(page, "dashboard-journal", page.locator("#journal").locator(".."))
 
 
 def test_a_test_mail_appears_rendered(page: Any, server: ServerProcess) -> None:

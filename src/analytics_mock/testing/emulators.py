@@ -211,6 +211,7 @@ class AnalyticsMockServer(MockControls):
 
     - `url` ("http://127.0.0.1:PORT") and `base_url` (+ "/Analytics/v1"): give them to code
       that opens its own connections.
+    - `ui_url` (+ "/_mock/ui"): the dashboard, to open in a browser.
     - `client`: a sync `httpx.Client` logged in as system/manager (Basic), base URL `url`.
     - `make_client(auth=...)`: another such client, with other credentials or none.
     - the `/_mock/` helpers of `MockControls`, over real HTTP.
@@ -219,6 +220,7 @@ class AnalyticsMockServer(MockControls):
     def __init__(self, url: str) -> None:
         self.url = url
         self.base_url = url + API_PATH
+        self.ui_url = url + "/_mock/ui"
         self._clients: list[httpx.Client] = []
         super().__init__(self.make_client(auth=None))
         self.client = self.make_client()
