@@ -1,7 +1,8 @@
 """A real Chromium (Debian's, driven by Playwright) against a real `analytics-mock serve`.
 
 Playwright's own browser download is not reachable here: the tests drive `/usr/bin/chromium`
-(`apt-get install -y chromium`, which `.ci/run` does when it is missing). axe-core comes from
+(`apt-get install -y chromium`, which `.ci/run` does when it is missing; another Chromium
+build with ANALYTICS_MOCK_TEST_CHROMIUM). axe-core comes from
 npm into a cache directory. Outside CI a missing browser or npm skips these tests; in CI
 (`CI=true`) it fails them.
 """
@@ -20,7 +21,8 @@ from playwright.sync_api import sync_playwright
 
 from tests.servers import ServerProcess, running_server
 
-CHROMIUM = "/usr/bin/chromium"
+# Debian's Chromium; another Chromium-based browser with ANALYTICS_MOCK_TEST_CHROMIUM.
+CHROMIUM = os.environ.get("ANALYTICS_MOCK_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

@@ -64,7 +64,6 @@ def test_a_put_made_with_curl_appears_in_the_journal_without_its_password(
     expect(shown).to_contain_text('"password": "***"')
     assert "c2VjcmV0" not in page.content()
     expect(entry.locator(".kv")).to_contain_text("Basic")
-    screenshot(page, "dashboard")
     screenshot(page, "dashboard-journal", page.locator("#journal").locator(".."))
 
 
@@ -87,6 +86,7 @@ def test_a_test_mail_appears_rendered(page: Any, server: ServerProcess) -> None:
     expect(mail.locator("pre.body")).not_to_be_empty()
     mail.locator("summary").click()
     expect(mail.locator("details .kv")).to_contain_text("To")
+    screenshot(page, "dashboard")
     screenshot(page, "dashboard-test-mail", page.locator("#mails").locator(".."))
 
 
