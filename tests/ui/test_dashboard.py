@@ -216,3 +216,48 @@ def test_with_a_control_token_the_page_asks_for_it_and_then_works(
         stored = tab.evaluate("sessionStorage.getItem('analytics-mock-control-token')")
         assert stored == token
         context.close()
+
+
+def test_unlock_clear_filter_download_and_upload(
+    page: Any, server: ServerProcess, tmp_path: Path
+) -> None:
+    with server.client() as http:
+        state = http.get("/_mock/state").json()
+        state["users"].append({"name": "<b>eve</b>", "password": "eve-password", "locked": True})
+        assert http.put("/_mock/state", json=state).status_code == 200
+        http.put(OBJECT_PATH, json={"portNumber": 2626}, headers=ADMIN)
+        http.get(SETTINGS_PATH, headers=ADMIN)
+    open_dashboard(page, server)
+    journal = page.locator("#journal > li")
+    expect(journal).to_have_count(2, timeout=LIVE)
+    page.get_by_label("Method filter").select_option("PUT")
+    expect(journal).to_have_count(1, timeout=LIVE)
+    page.get_by_label("Method filter").select_option("")
+    page.get_by_label("Status filter").fill("200")
+    page.get_by_label("Path contains").fill("Setting#0")
+    expect(journal).to_have_count(1, timeout=LIVE)
+    expect(journal).to_contain_text("PUT")
+
+    row = page.locator("#users tbody tr").filter(has_text="<b>eve</b>")
+    expect(row).to_contain_text("locked")
+    row.get_by_role("button", name="Unlock <b>eve</b>").click()
+    expect(row).to_contain_text("unlocked", timeout=LIVE)
+
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download state").click()
+    saved = tmp_path / "state.json"
+    download.value.save_as(saved)
+    exported = json.loads(saved.read_text())
+    assert [u["locked"] for u in exported["users"] if u["name"] == "<b>eve</b>"] == [False]
+    exported["maintenance"] = True
+    saved.write_text(json.dumps(exported))
+    page.get_by_label("Upload state").set_input_files(str(saved))
+    expect(page.get_by_label(re.compile("Maintenance"))).to_be_checked(timeout=LIVE)
+    with server.client() as http:
+        assert http.get("/_mock/maintenance").json() == {"enabled": True}
+
+    page.get_by_role("button", name="Clear journal").click()
+    expect(journal).to_have_count(0, timeout=LIVE)
+    page.get_by_role("button", name="Reset to the seed").click()
+    expect(page.get_by_label(re.compile("Maintenance"))).not_to_be_checked(timeout=LIVE)
+    expect(page.locator("#users tbody tr").filter(has_text="eve")).to_have_count(0)
