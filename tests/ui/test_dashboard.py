@@ -261,3 +261,24 @@ def test_unlock_clear_filter_download_and_upload(
     page.get_by_role("button", name="Reset to the seed").click()
     expect(page.get_by_label(re.compile("Maintenance"))).not_to_be_checked(timeout=LIVE)
     expect(page.locator("#users tbody tr").filter(has_text="eve")).to_have_count(0)
+
+
+def test_the_controls_work_from_the_keyboard(page: Any, server: ServerProcess) -> None:
+    open_dashboard(page, server)
+    expect(page.locator("#fault-status")).to_have_count(1, timeout=LIVE)
+    reached: list[str] = []
+    for _ in range(60):  # Tab through the page until the maintenance switch has the focus
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("document.activeElement.id"))
+        if reached[-1] == "maintenance":
+            break
+    assert reached[-1] == "maintenance", reached
+    page.keyboard.press("Space")
+    expect(page.locator("#maintenance")).to_be_checked()
+    page.locator("#fault-status").focus()
+    page.keyboard.type("503")
+    page.keyboard.press("Enter")  # submits the fault form
+    expect(page.locator("#faults tbody tr")).to_have_count(1, timeout=LIVE)
+    with server.client() as http:
+        assert http.get("/_mock/maintenance").json() == {"enabled": True}
+        assert [f["status"] for f in http.get("/_mock/faults").json()["faults"]] == [503]
