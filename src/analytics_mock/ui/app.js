@@ -194,7 +194,7 @@ function renderState(state) {
 }
 
 function journalQuery() {
-  const params = new URLSearchParams({ limit: "200" });
+  const params = new URLSearchParams({ limit: "100" });
   if ($("f-method").value) params.set("method", $("f-method").value);
   const status = $("f-status").value;
   if (status !== "" && Number.isInteger(Number(status))) params.set("status", status);
