@@ -1,6 +1,7 @@
 """Measure analytics-mock against a bare ASGI baseline, and against the targets of issue 6.
 
     python benchmarks/run.py [--postgres-url URL] [--runs 3] [--duration 10] [--quick]
+                             [--reference-python OTHER/.venv/bin/python] [--connections 1,16,64]
 
 Run it with the Python that has analytics-mock installed (the project's venv). It needs `wrk`
 (installed with apt-get when missing and run as root) and `taskset` for CPU pinning
@@ -15,8 +16,11 @@ One invocation, `--runs` times over:
   with the same uvicorn options and uvicorn's access log silenced by the warning level;
 - pins the server to the first allowed CPU and wrk to the second (when there are two or more);
 - times process start to the first 200 of an authenticated GET (polled every 10 ms);
+- with `--reference-python`, also starts analytics-mock as installed for that Python (another
+  checkout's venv, e.g. today's main) on each database, right after this one in every run, and
+  prints each figure's ratio new/reference (the median of the per-run ratios);
 - after a warm-up, drives PUT .../mailServerSetting%230 and GET .../EmailServerSettings with
-  `wrk -t 1 -c 16|64 -d DURATION --latency`, and reads the server's CPU time (utime + stime in
+  `wrk -t 1 -c 1|16|64 -d DURATION --latency`, and reads the server's CPU time (utime + stime in
   /proc/PID/stat) around each wrk run and its peak RSS (VmHWM) at the end.
 
 Then, once, in this process: the in-process fixture's `reset()` (median of 50) and a GET list
@@ -60,8 +64,19 @@ PUT_BODY = '{"hostname": "bench.example.com", "portNumber": 2525}'
 # UPDATE per call. A repeated identical body would change nothing after the first call, and the
 # server rightly writes no unchanged row, so it would measure a lighter PUT than clients send.
 PUT_BODY_OTHER = '{"hostname": "bench.example.com", "portNumber": 2526}'
-CONNECTIONS = (16, 64)
+CONNECTIONS = [1, 16, 64]
 SCENARIOS = [(method, c) for method in ("PUT", "GET") for c in CONNECTIONS]
+# A target measured as installed for `--reference-python` is named after its database + this.
+REF = "-ref"
+# The bounds of issue 20 on new/reference: (label, target, scenario, figure, comparison, bound).
+REFERENCE_BOUNDS = [
+    ("SQLite PUT c64 req/CPU-s new/ref", "sqlite", "PUT c64", "cpu", ">=", 0.90),
+    ("SQLite GET c64 req/CPU-s new/ref", "sqlite", "GET c64", "cpu", ">=", 0.90),
+    ("SQLite PUT c1 p50 new/ref", "sqlite", "PUT c1", "p50", "<=", 1.0),
+    ("SQLite GET c1 p50 new/ref", "sqlite", "GET c1", "p50", "<=", 1.0),
+    ("PostgreSQL PUT c1 p50 new/ref", "postgresql", "PUT c1", "p50", "<=", 1.0),
+    ("PostgreSQL GET c1 p50 new/ref", "postgresql", "GET c1", "p50", "<=", 1.0),
+]
 # Servers measured for comparison only: the raw floor and the same work through FastAPI.
 REFERENCES = ("baseline", "fastapi")
 START_TIMEOUT = 60.0
@@ -117,6 +132,7 @@ wrk.headers["Authorization"] = "{AUTH}"
 # The issue's targets: (label, key in the figures, comparison, threshold, unit).
 TARGETS = [
     ("PUT c64 req/CPU-s vs baseline", "put64_cpu_ratio", ">=", 0.25, "x"),
+    ("PUT c64 req/CPU-s vs baseline (issue 20)", "put64_cpu_ratio", ">=", 0.10, "x"),
     ("PUT c64 p99", "put64_p99_ms", "<", 50.0, " ms"),
     ("PUT c64 non-2xx (all runs)", "put64_non2xx", "==", 0, ""),
     ("GET c64 req/CPU-s vs baseline", "get64_cpu_ratio", ">=", 0.25, "x"),
@@ -392,10 +408,15 @@ def fresh_postgres_schema(admin_url: str) -> Iterator[str]:
         engine.dispose()
 
 
-def mock_command(database: str | None, workdir: Path) -> list[str]:
+def mock_command(python: str) -> Callable[[str | None, Path], list[str]]:
+    """analytics-mock's command line, as installed for `python`."""
+    return lambda database, workdir: _mock_command(python, database, workdir)
+
+
+def _mock_command(python: str, database: str | None, workdir: Path) -> list[str]:
     assert database is not None
     return [
-        sys.executable,
+        python,
         "-m",
         "analytics_mock",
         "serve",
@@ -481,7 +502,7 @@ def measure_target(
             figures: dict[str, Any] = {"start_s": server.start_s}
             figures["keepalive_ms"] = keepalive_latency_ms(server.port)
             for method in ("PUT", "GET"):
-                run_wrk(server, method, CONNECTIONS[0], args.warmup, scripts, pin)
+                run_wrk(server, method, CONNECTIONS[-1], args.warmup, scripts, pin)
             for method, connections in SCENARIOS:
                 result = run_wrk(server, method, connections, args.duration, scripts, pin)
                 figures[f"{method} c{connections}"] = result
@@ -775,7 +796,7 @@ def print_in_process(name: str, figures: dict[str, float], samples: int) -> None
 
 def print_targets(summary: dict[str, dict[str, Any]], in_process: dict[str, dict]) -> None:
     print("\n== Targets (issue 6)")
-    names = [name for name in summary if name not in REFERENCES]
+    names = [name for name in summary if name not in REFERENCES and not name.endswith(REF)]
     print(f"{'target':40} " + " ".join(f"{name:>22}" for name in names))
     for label, key, op, threshold, unit in TARGETS:
         cells = []
@@ -817,7 +838,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=50, help="in-process samples (50)")
     parser.add_argument("--quick", action="store_true", help="smoke check: 1 run of 3 s")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--reference-python",
+        help="also measure analytics-mock as installed for this Python, e.g. another checkout's "
+        "venv; prints the ratios new/reference",
+    )
+    parser.add_argument(
+        "--connections", default="1,16,64", help="wrk connection counts, comma separated"
+    )
     args = parser.parse_args(argv)
+    CONNECTIONS[:] = [int(c) for c in args.connections.split(",")]
+    SCENARIOS[:] = [(method, c) for method in ("PUT", "GET") for c in CONNECTIONS]
     if args.quick:
         args.runs, args.duration, args.warmup = 1, 3, 1
     if args.runs < 1 or args.duration < 1 or args.warmup < 1 or args.samples < 1:
@@ -846,10 +877,16 @@ def benchmark(args: argparse.Namespace, pin: Pinning, root: Path) -> int:
         Target("baseline", baseline_command(proto, nodelay), no_database),
         # Not a target: the framework's own share, for reading the ratios below.
         Target("fastapi", baseline_command(proto, nodelay, fastapi=True), no_database),
-        Target("sqlite", mock_command, sqlite_database),
+        Target("sqlite", mock_command(sys.executable), sqlite_database),
     ]
+    reference = args.reference_python
+    if reference:
+        targets.append(Target("sqlite" + REF, mock_command(reference), sqlite_database))
     if args.postgres_url:
-        targets.append(Target("postgresql", mock_command, postgres_database(args.postgres_url)))
+        fresh = postgres_database(args.postgres_url)
+        targets.append(Target("postgresql", mock_command(sys.executable), fresh))
+        if reference:
+            targets.append(Target("postgresql" + REF, mock_command(reference), fresh))
     header = (
         f"{args.runs} run(s) of {args.duration} s per scenario, wrk -t 1 --latency "
         f"--timeout 10s after {args.warmup} s warm-up per method; {pin.note}"
@@ -888,10 +925,60 @@ def benchmark(args: argparse.Namespace, pin: Pinning, root: Path) -> int:
     for name, figures in in_process.items():
         print_in_process(name, figures, args.samples)
     print_targets(summary, in_process)
+    ratios = reference_ratios(targets) if reference else {}
+    if ratios:
+        print_reference(ratios, reference)
     print(f"\nload average at end {load_average()} (other processes share this machine)")
     if args.json:
-        args.json.write_text(json.dumps({"summary": summary, "in_process": in_process}, indent=2))
+        figures = {"summary": summary, "in_process": in_process, "new_vs_reference": ratios}
+        args.json.write_text(json.dumps(figures, indent=2))
     return 0
+
+
+def reference_ratios(targets: list[Target]) -> dict[str, dict[str, dict[str, float]]]:
+    """For each database measured both ways: per scenario, new/reference medians of run ratios."""
+    by_name = {target.name: target for target in targets}
+    ratios: dict[str, dict[str, dict[str, float]]] = {}
+    for name, target in by_name.items():
+        ref = by_name.get(name + REF)
+        if ref is None:
+            continue
+        rows: dict[str, dict[str, float]] = {}
+        for method, connections in SCENARIOS:
+            key = f"{method} c{connections}"
+            new, old = [run[key] for run in target.runs], [run[key] for run in ref.runs]
+            rows[key] = {
+                attr: median_ratio(new, old, prop)
+                for attr, prop in (("rps", "rps"), ("cpu", "per_cpu_s"), ("p50", "p50_ms"))
+            }
+            rows[key]["p99"] = median_ratio(new, old, "p99_ms")
+        rows["GET 1 idle conn."] = {
+            "p50": med(
+                [
+                    a["keepalive_ms"] / b["keepalive_ms"]
+                    for a, b in zip(target.runs, ref.runs, strict=True)
+                ]
+            )
+        }
+        ratios[name] = rows
+    return ratios
+
+
+def print_reference(ratios: dict[str, dict[str, dict[str, float]]], reference: str) -> None:
+    print(f"\n== New / reference ({reference}): medians of the per-run ratios")
+    print(f"{'scenario':18} {'server':10} {'req/s':>7} {'req/CPU-s':>10} {'p50':>7} {'p99':>7}")
+    for name, rows in ratios.items():
+        for key, row in rows.items():
+            cells = [ratio_text(row.get(attr, math.nan)) for attr in ("rps", "cpu", "p50", "p99")]
+            print(f"{key:18} {name:10} {cells[0]:>7} {cells[1]:>10} {cells[2]:>7} {cells[3]:>7}")
+    print("\n== Bounds of issue 20 (new/reference)")
+    for label, name, key, attr, op, bound in REFERENCE_BOUNDS:
+        value = ratios.get(name, {}).get(key, {}).get(attr)
+        if value is None:
+            continue
+        met = value >= bound if op == ">=" else value <= bound
+        goal = f"{label} {op} {bound:g}"
+        print(f"{goal:48} {value:6.2f}x {'met' if met else 'MISSED'}")
 
 
 def load_average() -> str:

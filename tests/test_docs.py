@@ -52,3 +52,10 @@ def test_plugin_example_on_the_plugin_page_is_the_file_the_suite_runs() -> None:
         encoding="utf-8"
     )
     assert f"```python\n{example}```" in page("pytest-plugin.md")
+
+
+def test_plugin_tour_on_the_plugin_page_is_the_file_the_suite_runs() -> None:
+    tour = (DOCS.parent / "tests" / "plugin_example" / "test_plugin_tour.py").read_text(
+        encoding="utf-8"
+    )
+    assert f"```python\n{tour}```" in page("pytest-plugin.md")

@@ -4,7 +4,8 @@ Slow (a venv and a pip install from the package index), so it runs only with
 ANALYTICS_MOCK_TEST_EXAMPLE_PROJECT=1. It installs a copy of this checkout (not editable; the
 copy gets the `pytest11` entry point if pyproject.toml lacks it) and the example project, then
 runs the example's tests from its own directory, with no `-p` option: the entry point alone
-must bring the fixtures.
+must bring the fixtures. Twice: as is, and under pytest-xdist (`-n 2`) with a database per
+worker (`{worker}`) and the coverage report.
 """
 
 from __future__ import annotations
@@ -80,4 +81,31 @@ def test_example_project_passes_against_an_installed_analytics_mock(tmp_path: Pa
 
     output = run(python, "-m", "pytest", "-p", "no:cacheprovider", cwd=example, env=env)
 
-    assert re.search(r"^=+ 7 passed in ", output, re.MULTILINE), output
+    assert re.search(r"^=+ 18 passed in ", output, re.MULTILINE), output
+
+    url = f"sqlite:///{tmp_path}/emulator-{{worker}}.db"
+    output = run(
+        python,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-n",
+        "2",
+        "--analytics-mock-database-url",
+        url,
+        "--analytics-mock-coverage",
+        cwd=example,
+        env=env,
+    )
+    assert re.search(r"^=+ 18 passed in ", output, re.MULTILINE), output
+    assert sorted(p.name for p in tmp_path.glob("emulator-*.db")) == [
+        "emulator-gw0.db",
+        "emulator-gw1.db",
+    ]
+    assert "analytics-mock coverage" in output
+    assert re.search(
+        r"^  PUT /Analytics/v1/objects/EmailServerSettings/\{id\}: saw 200, 500; never ",
+        output,
+        re.MULTILINE,
+    ), output

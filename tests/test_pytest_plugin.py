@@ -20,7 +20,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from analytics_mock.api.controls_middleware import ConnectionDroppedError
 from analytics_mock.testing import AnalyticsMock, ControlAPIError, ServerThread, isolated_settings
 from tests.helpers import OBJECT_PATH, SETTINGS_PATH
 
@@ -128,7 +127,8 @@ def test_2_clean(request, name):
     result = run("-v")
     result.assert_outcomes(passed=4)
     in_process, server_1, _, server_2 = urls.read_text().split()
-    assert in_process == "http://127.0.0.1:22015"
+    # A name no resolver answers: code that ignores `transport` cannot reach a real server.
+    assert in_process == "http://analytics-mock.invalid"
     # One real server for the session, on a port the kernel chose, not the default one.
     assert server_1 == server_2
     assert server_1.startswith("http://127.0.0.1:")
@@ -140,20 +140,31 @@ def test_2_clean(request, name):
         httpx.get(server_1 + "/healthz", timeout=5)
 
 
-def test_without_the_reset_the_server_would_leak_state(pytester: pytest.Pytester, run: Run) -> None:
-    """The counter-proof of the test above: the session's server alone keeps state."""
+def test_without_the_reset_the_emulators_would_leak_state(
+    pytester: pytest.Pytester, run: Run
+) -> None:
+    """The counter-proof of the test above: the session's emulator and server keep state."""
     pytester.makepyfile(
         PREAMBLE
         + """
-from analytics_mock.testing import AnalyticsMockServer
+from analytics_mock.testing import AnalyticsMock, AnalyticsMockServer
 
-def test_1(_analytics_mock_server_thread):
+def test_1(_analytics_mock_server_thread, _analytics_mock_pool):
     mock = AnalyticsMockServer(_analytics_mock_server_thread.url)
     assert mock.client.put(OBJECT, json={"hostname": "dirty.example.com"}).status_code == 200
     mock.close()
+    emulator, _ = _analytics_mock_pool.emulator({})
+    mock = AnalyticsMock(emulator=emulator)
+    assert mock.client.put(OBJECT, json={"hostname": "dirty.example.com"}).status_code == 200
+    mock.close()
 
-def test_2(_analytics_mock_server_thread):
+def test_2(_analytics_mock_server_thread, _analytics_mock_pool):
     mock = AnalyticsMockServer(_analytics_mock_server_thread.url)
+    assert hostname(mock) == "dirty.example.com"
+    mock.close()
+    emulator, fresh = _analytics_mock_pool.emulator({})
+    assert not fresh
+    mock = AnalyticsMock(emulator=emulator)
     assert hostname(mock) == "dirty.example.com"
     mock.close()
 """
@@ -165,8 +176,6 @@ def test_helpers_on_both_fixtures(pytester: pytest.Pytester, run: Run) -> None:
     pytester.makepyfile(
         PREAMBLE
         + """
-from analytics_mock.api.controls_middleware import ConnectionDroppedError
-
 @BOTH
 def test_journal(request, name):
     mock = request.getfixturevalue(name)
@@ -178,6 +187,8 @@ def test_journal(request, name):
     assert [(c["method"], c["status"]) for c in calls] == [("GET", 401), ("PUT", 200), ("GET", 200)]
     assert calls[1]["path"] == "/Analytics/v1/objects/EmailServerSettings/mailServerSetting#0"
     assert json.loads(calls[1]["body"]) == {"portNumber": 2525}
+    assert calls[1]["json"] == {"portNumber": 2525}
+    assert calls[2]["json"] is None
     assert calls[2]["query"] == "%24count=1"
     assert [c["status"] for c in mock.requests(method="get")] == [401, 200]
     assert [c["method"] for c in mock.requests(status=200)] == ["PUT", "GET"]
@@ -207,17 +218,12 @@ def test_faults(request, name):
     assert mock.client.get(LIST).status_code == 200
     assert time.monotonic() - started >= 0.3
 
-@pytest.mark.parametrize(
-    ("name", "error"),
-    [
-        ("analytics_mock", ConnectionDroppedError),
-        ("analytics_mock_server", httpx.RemoteProtocolError),
-    ],
-)
-def test_drop(request, name, error):
+@BOTH
+def test_drop(request, name):
     mock = request.getfixturevalue(name)
     mock.fault(LIST, drop=True, times=1)
-    with pytest.raises(error):
+    # In-process as over a socket: what httpx raises for a dropped connection.
+    with pytest.raises(httpx.RemoteProtocolError):
         mock.client.get(LIST)
     assert mock.requests()[0]["status"] == 0
     assert mock.client.get(LIST).status_code == 200
@@ -407,8 +413,8 @@ def test_importing_the_plugin_loads_no_server_stack() -> None:
 
 def test_client_is_a_logged_in_httpx_client(analytics_mock: AnalyticsMock) -> None:
     assert isinstance(analytics_mock.client, httpx.Client)
-    assert str(analytics_mock.client.base_url) == "http://127.0.0.1:22015"
-    assert analytics_mock.base_url == "http://127.0.0.1:22015/Analytics/v1"
+    assert str(analytics_mock.client.base_url) == "http://analytics-mock.invalid"
+    assert analytics_mock.base_url == "http://analytics-mock.invalid/Analytics/v1"
     answer = analytics_mock.client.get(SETTINGS_PATH)
     assert answer.status_code == 200
     assert answer.headers["www-authenticate"].startswith("HSSO ")
@@ -449,7 +455,7 @@ def test_a_refused_helper_call_raises_with_status_and_body(analytics_mock: Analy
         400,
         201,
     )
-    assert "a fault needs a status, a delayMs or drop" in error.body
+    assert "a fault needs a status, a delayMs or jitterMs, drop" in error.body
     assert str(error).startswith("POST /_mock/faults answered 400 (expected 201): {")
 
     with pytest.raises(ControlAPIError, match=r"answered 404 .*KNAQ20402-E"):
@@ -469,11 +475,21 @@ def test_maintenance_block_restores_the_previous_value(analytics_mock: Analytics
     assert analytics_mock.state["maintenance"] is True
 
 
-def test_in_process_drop_raises_in_the_client(analytics_mock: AnalyticsMock) -> None:
+def test_in_process_drop_raises_what_httpx_raises_over_a_socket(
+    analytics_mock: AnalyticsMock,
+) -> None:
     analytics_mock.fault(SETTINGS_PATH, drop=True, times=1)
-    with pytest.raises(ConnectionDroppedError):
+    with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
         analytics_mock.client.get(SETTINGS_PATH)
     assert analytics_mock.client.get(SETTINGS_PATH).status_code == 200
+
+    async def main() -> None:
+        analytics_mock.fault(SETTINGS_PATH, drop=True, times=1)
+        async with analytics_mock.async_client() as http:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await http.get(SETTINGS_PATH)
+
+    asyncio.run(main())
 
 
 def test_reset_and_user_names_with_odd_characters(analytics_mock: AnalyticsMock) -> None:

@@ -20,7 +20,7 @@ from analytics_mock.api.middleware import HeadLimitMiddleware, VendorHttpMiddlew
 from analytics_mock.api.openapi import finish_openapi
 from analytics_mock.api.routes import DirectFront, DirectRoutes, call_endpoint
 from analytics_mock.runtime import Runtime, build_runtime
-from analytics_mock.schemas.controls import FaultIn, Maintenance, State
+from analytics_mock.schemas.controls import FaultIn, MailFailureIn, Maintenance, State
 from analytics_mock.schemas.email_settings import EmailSettingUpdate
 from analytics_mock.schemas.test_mail import SendTestMailActionIn
 from analytics_mock.settings import Settings, get_settings
@@ -92,6 +92,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.include_router(controls.router)
         app.include_router(ui.described)
         app.include_router(ui.page)
-        request_models += [State, FaultIn, Maintenance]
+        request_models += [State, FaultIn, Maintenance, MailFailureIn]
     finish_openapi(app, request_models)
     return app

@@ -15,10 +15,22 @@ class DomainError(Exception):
     status: int = 500
     message_id: str = "KNAQ29999-E"
 
-    def __init__(self, text: str, *, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        text: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        status: int | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        """`status` and `message_id` stand in for the class's, for an error of no kind."""
         super().__init__(text)
         self.text = text
         self.headers = dict(headers or {})
+        if status is not None:
+            self.status = status
+        if message_id is not None:
+            self.message_id = message_id
 
 
 class MalformedBody(DomainError):
@@ -181,3 +193,9 @@ CATALOGUE: tuple[type[DomainError], ...] = (
     UnsupportedMediaType,
     InternalError,
 )
+
+
+def error_for_status(status: int, text: str) -> DomainError:
+    """An error answering `status`, with its catalogue kind's message ID when it has one."""
+    kind = next((k for k in CATALOGUE if k.status == status), None)
+    return DomainError(text, status=status, message_id=kind.message_id if kind else None)

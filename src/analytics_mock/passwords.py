@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
+import threading
+from collections import OrderedDict
+from typing import TypeVar
+
 from passlib.context import CryptContext
 
 # PBKDF2-SHA256 needs nothing beyond the standard library; the crypt schemes are accepted as
@@ -19,9 +26,42 @@ _DUMMY_HASH = (
 )
 
 
+# A hash costs tens of milliseconds by design, and an emulator built per test would otherwise
+# hash `manager` and verify it again on its first call. So this process hashes a password once
+# and remembers the (password, hash) pairs it made or verified. Keys are HMACs under a random
+# per-process key: the memo holds no password and cannot be searched offline.
+K = TypeVar("K")
+V = TypeVar("V")
+_MEMO_SIZE = 4096
+_MEMO_KEY = secrets.token_bytes(32)
+_memo_lock = threading.Lock()
+_hashes: OrderedDict[bytes, str] = OrderedDict()
+_verified: OrderedDict[tuple[bytes, str], None] = OrderedDict()
+
+
+def _key(password: str) -> bytes:
+    return hmac.digest(_MEMO_KEY, password.encode("utf-8", "surrogatepass"), hashlib.sha256)
+
+
+def _remember(memo: OrderedDict[K, V], key: K, value: V) -> None:
+    memo[key] = value
+    memo.move_to_end(key)
+    while len(memo) > _MEMO_SIZE:
+        memo.popitem(last=False)
+
+
 def hash_password(password: str) -> str:
-    """A salted hash of `password`."""
-    return str(_CONTEXT.hash(password))
+    """A salted hash of `password` (the same one for the same password within this process)."""
+    key = _key(password)
+    with _memo_lock:
+        known = _hashes.get(key)
+    if known is not None:
+        return known
+    made = str(_CONTEXT.hash(password))
+    with _memo_lock:
+        _remember(_hashes, key, made)
+        _remember(_verified, (key, made), None)
+    return made
 
 
 def is_password_hash(value: str) -> bool:
@@ -31,10 +71,19 @@ def is_password_hash(value: str) -> bool:
 
 def verify_password(password: str, password_hash: str) -> bool:
     """Whether `password` matches `password_hash`; false for a malformed hash."""
+    pair = (_key(password), password_hash)
+    with _memo_lock:
+        if pair in _verified:
+            _verified.move_to_end(pair)
+            return True
     try:
-        return bool(_CONTEXT.verify(password, password_hash))
+        ok = bool(_CONTEXT.verify(password, password_hash))
     except ValueError:
         return False
+    if ok:
+        with _memo_lock:
+            _remember(_verified, pair, None)
+    return ok
 
 
 def burn_verification(password: str) -> None:

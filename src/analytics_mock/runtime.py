@@ -10,8 +10,15 @@ from analytics_mock.crypto import SecretBox, secret_box_from_settings
 from analytics_mock.db.engine import Database, create_database_engine
 from analytics_mock.db.migrate import upgrade_to_head
 from analytics_mock.db.repositories import ControlRepository
+from analytics_mock.inflight import CallEpochs
 from analytics_mock.services.auth import Authenticator
-from analytics_mock.services.controls import ControlCache, merge_users, seed_store
+from analytics_mock.services.controls import (
+    ControlCache,
+    ResetMemo,
+    merge_users,
+    reset,
+    seed_store,
+)
 from analytics_mock.services.seed import Seed, load_seed_file
 from analytics_mock.services.users import UserSpec, load_users_file
 from analytics_mock.settings import Settings
@@ -29,6 +36,21 @@ class Runtime:
     users: list[UserSpec]
     controls: ControlCache = field(default_factory=ControlCache)
     clock: Callable[[], float] = field(default=time.time)
+    calls: CallEpochs = field(default_factory=CallEpochs)
+    reset_memo: ResetMemo = field(default_factory=ResetMemo)
+
+    def reset(self) -> None:
+        """Fence out the calls in flight, then put everything back to the seed."""
+        self.calls.fence()
+        with self.db.session(write=True) as session:
+            reset(
+                session,
+                self.box,
+                self.seed,
+                self.users,
+                self.settings.maintenance,
+                self.reset_memo,
+            )
 
     def close(self) -> None:
         """Release the database connections."""

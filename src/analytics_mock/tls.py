@@ -9,7 +9,7 @@ import os
 import socket
 import ssl
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,49 +183,85 @@ def _usable(certfile: Path) -> bool:
 
 
 def _self_signed(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+    names = ["localhost"]
+    hostname = socket.gethostname()
+    if hostname and hostname.isascii() and hostname != "localhost":
+        names.append(hostname)
+    now = datetime.datetime.now(datetime.UTC)
+    # An end-entity certificate that is its own issuer: clients trust it as a CA file or pin
+    # it, and strict verifiers (Python 3.13's default) accept it.
+    return certificate(
+        key.public_key(),
+        key,
+        subject="analytics-mock",
+        issuer="analytics-mock",
+        valid=(now - datetime.timedelta(days=1), now + _VALIDITY),
+        names=[*names, "127.0.0.1", "::1"],
+    )
+
+
+def certificate(
+    public_key: ec.EllipticCurvePublicKey,
+    signing_key: ec.EllipticCurvePrivateKey,
+    *,
+    subject: str,
+    issuer: str,
+    valid: tuple[datetime.datetime, datetime.datetime],
+    names: Sequence[str] = (),
+    ca: bool = False,
+    issuer_key: ec.EllipticCurvePublicKey | None = None,
+) -> x509.Certificate:
+    """A CA's certificate (`ca`), or a TLS server's for `names` (host names or IP addresses).
+
+    `issuer_key`: the issuer's public key, when it is not the certificate's own.
+    """
     from cryptography import x509  # noqa: PLC0415
     from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: PLC0415
 
-    names: list[x509.GeneralName] = [x509.DNSName("localhost")]
-    hostname = socket.gethostname()
-    if hostname and hostname.isascii() and hostname != "localhost":
-        names.append(x509.DNSName(hostname))
-    names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "analytics-mock")])
-    now = datetime.datetime.now(datetime.UTC)
-    public_key = key.public_key()
-    ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
-    # An end-entity certificate that is its own issuer: clients trust it as a CA file or pin
-    # it, and strict verifiers (Python 3.13's default) accept it.
-    return (
+    def name(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    def general_name(text: str) -> x509.GeneralName:
+        try:
+            return x509.IPAddress(ipaddress.ip_address(text))
+        except ValueError:
+            return x509.DNSName(text)
+
+    issuer_id = x509.SubjectKeyIdentifier.from_public_key(issuer_key or public_key)
+    usage = dict.fromkeys(
+        ("content_commitment", "key_encipherment", "data_encipherment", "key_agreement"), False
+    )
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
+        .subject_name(name(subject))
+        .issuer_name(name(issuer))
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + _VALIDITY)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .not_valid_before(valid[0])
+        .not_valid_after(valid[1])
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
+                digital_signature=not ca,
+                key_cert_sign=ca,
+                crl_sign=ca,
                 encipher_only=False,
                 decipher_only=False,
+                **usage,
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(ski, critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_id),
+            critical=False,
         )
-        .sign(key, hashes.SHA256())
     )
+    if names:
+        alternative = x509.SubjectAlternativeName([general_name(n) for n in names])
+        builder = builder.add_extension(alternative, critical=False)
+    if not ca:
+        usage_oids = [ExtendedKeyUsageOID.SERVER_AUTH]
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usage_oids), critical=False)
+    return builder.sign(signing_key, hashes.SHA256())

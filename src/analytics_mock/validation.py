@@ -1,4 +1,4 @@
-"""Syntax checks for host names, mail addresses and Base64 passwords."""
+"""Syntax checks for host names, mail addresses and SMTP passwords (Base64)."""
 
 from __future__ import annotations
 
@@ -74,11 +74,15 @@ def is_mail_address(value: str) -> bool:
     return local_ok and (_is_address_literal(domain) or is_dns_name(domain))
 
 
-def decode_base64_password(value: str) -> bytes | None:
-    """The bytes of a standard, padded Base64 string; None if it is not one."""
+SMTP_PASSWORD_RULE = "must be Base64 (standard, padded) of 1 to 255 bytes"  # noqa: S105
+
+
+def smtp_password(value: str) -> bytes | None:
+    """The bytes of an SMTP password as the API takes it; None if it breaks the rule."""
     if not _BASE64.fullmatch(value):
         return None
     try:
-        return base64.b64decode(value, validate=True)
+        decoded = base64.b64decode(value, validate=True)
     except binascii.Error:
         return None
+    return decoded if 1 <= len(decoded) <= 255 else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator
 
 from sqlalchemy import Connection
@@ -11,25 +12,34 @@ from sqlalchemy import Connection
 from analytics_mock.db.engine import Database
 
 
-def runner_threads(db: Database) -> int:
-    """How many threads the runner has on this backend."""
-    return 1 if db.dialect == "sqlite" else 4
+def reading_threads(db: Database) -> int:
+    """How many threads of the runner only read: none on SQLite, where the writer reads too."""
+    return 0 if db.dialect == "sqlite" else 3
+
+
+async def submitted() -> None:
+    """Let every task started so far run up to its first wait (it has queued its work then)."""
+    await asyncio.sleep(0)
 
 
 @contextlib.asynccontextmanager
 async def runner_threads_held(db: Database) -> AsyncIterator[None]:
     """Every runner thread busy for the block, so the work submitted in it queues up together."""
-    gate = asyncio.Event()
-    loop = asyncio.get_running_loop()
+    gate = threading.Event()
+    started = threading.Semaphore(0)
 
     def block(_connection: Connection) -> None:
-        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(timeout=5)
+        started.release()
+        gate.wait(timeout=10)
 
-    blockers = [asyncio.ensure_future(db.run(block)) for _ in range(runner_threads(db))]
-    await asyncio.sleep(0.1)
+    count = 1 + reading_threads(db)
+    blockers = [asyncio.ensure_future(db.write(block))]
+    blockers += [asyncio.ensure_future(db.read(block)) for _ in range(count - 1)]
     try:
+        for _ in range(count):  # each blocker runs on a thread of its own, until the gate opens
+            assert await asyncio.to_thread(started.acquire, timeout=10)
         yield
-        await asyncio.sleep(0.05)  # what the block submitted reaches the queue
+        await submitted()
     finally:
         gate.set()
         await asyncio.gather(*blockers)

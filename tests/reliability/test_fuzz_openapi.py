@@ -110,6 +110,9 @@ OPERATIONS: dict[str, Budget] = {
     "PUT /_mock/maintenance": Budget(BUDGET + 2),
     "GET /_mock/test-mails": Budget(2 * BUDGET),
     "DELETE /_mock/test-mails": Budget(1),
+    # A small schema (an enum and a count): the fuzzer finds few distinct cases.
+    "POST /_mock/test-mail-failures": Budget(1),
+    "DELETE /_mock/test-mail-failures": Budget(1),
     # A path segment that is any string: no negative case exists.
     "POST /_mock/users/{name}/unlock": Budget(BUDGET),
 }
@@ -369,9 +372,10 @@ def test_operation_conforms(
 # What the README says each test control answers besides its success (the emulated API's own
 # operations already list theirs).
 CONTROL_ERRORS = {
-    ("put", "/_mock/state"): {"400", "415"},
+    ("put", "/_mock/state"): {"400", "413", "415"},
     ("get", "/_mock/requests"): {"400"},
     ("post", "/_mock/faults"): {"400", "415"},
+    ("post", "/_mock/test-mail-failures"): {"400", "415"},
     ("delete", "/_mock/faults/{fault_id}"): {"400", "404"},
     ("put", "/_mock/maintenance"): {"400", "415"},
     ("get", "/_mock/test-mails"): {"400"},

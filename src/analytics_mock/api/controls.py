@@ -3,30 +3,34 @@
 from __future__ import annotations
 
 import hmac
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
-from analytics_mock.api.dependencies import RuntimeDep, is_json_content_type, parse_json
+from analytics_mock.api.dependencies import RuntimeDep, parse_json, require_json_content_type
 from analytics_mock.api.openapi import json_request_body
 from analytics_mock.api.responses import error_responses
 from analytics_mock.config_files import first_problem
+from analytics_mock.db.engine import orm
 from analytics_mock.db.migrate import is_at_head
 from analytics_mock.db.repositories import JournalRepository, TestMailRepository
 from analytics_mock.errors import (
     AuthenticationFailed,
     InvalidBody,
     ObjectNotFound,
-    UnsupportedMediaType,
 )
+from analytics_mock.formats import MAX_INT
 from analytics_mock.schemas.controls import (
-    MAX_INT,
     Fault,
     FaultIn,
     JournalEntry,
+    MailFailure,
+    MailFailureIn,
     Maintenance,
     State,
     TestMailRecord,
@@ -59,6 +63,16 @@ router = APIRouter(
 health = APIRouter(tags=[CONTROL_TAG])
 
 
+def _decoded(path: str) -> str:
+    """`path` percent-decoded, or a 400 when its escapes are not UTF-8."""
+    try:
+        return service.decoded_path(path)
+    except ValueError:
+        raise InvalidBody(
+            "The request body is invalid: the path's percent escapes are not UTF-8."
+        ) from None
+
+
 def _parse(model: Any, document: object) -> Any:
     """`document` as `model`, or a 400 that names the first problem."""
     try:
@@ -67,15 +81,9 @@ def _parse(model: Any, document: object) -> Any:
         raise InvalidBody(f"The request body is invalid: {first_problem(exc)}.") from None
 
 
-async def _json_content_type(request: Request) -> None:
-    if not is_json_content_type(request.headers.get("content-type")):
-        raise UnsupportedMediaType("The Content-Type of the request must be application/json.")
-
-
-async def control_body(
-    request: Request, _json: Annotated[None, Depends(_json_content_type)]
-) -> object:
-    """The JSON body of a control call (same parsing rules as the emulated API)."""
+async def control_body(request: Request) -> object:
+    """The JSON body of a control call (same rules as the emulated API: 415, then 400)."""
+    require_json_content_type(request)
     return parse_json(await request.body())
 
 
@@ -84,50 +92,63 @@ ControlBody = Annotated[object, Depends(control_body)]
 
 @router.post("/reset", summary="Return to the seed state")
 def reset(runtime: RuntimeDep) -> dict[str, bool]:
-    """Settings, users' lock state, tokens, journal, faults, maintenance and test mails."""
-    with runtime.db.session(write=True) as session:
-        service.reset(
-            session, runtime.box, runtime.seed, runtime.users, runtime.settings.maintenance
-        )
+    """Settings, users' lock state, tokens, journal, faults, maintenance and test mails.
+
+    Calls still in flight in this process are fenced out first: held by a delay, they end
+    unanswered; none of them is journalled after the reset.
+    """
+    runtime.reset()
     return {"reset": True}
 
 
 @router.get("/state", summary="Export the emulated state")
-def get_state(runtime: RuntimeDep) -> dict[str, Any]:
+async def get_state(runtime: RuntimeDep) -> dict[str, Any]:
     """Settings, users, maintenance and faults; passwords only encrypted or hashed."""
-    with runtime.db.session() as session:
-        return service.export_state(session)
+    return await runtime.db.read(orm(service.export_state))
 
 
-@router.put("/state", summary="Import the emulated state", openapi_extra=json_request_body(State))
-def put_state(document: ControlBody, runtime: RuntimeDep) -> dict[str, Any]:
+@router.put(
+    "/state",
+    summary="Import the emulated state",
+    openapi_extra=json_request_body(State),
+    # Fault rules may carry bodies of their own, so a state document can outgrow the limit.
+    responses=error_responses(413),
+)
+async def put_state(document: ControlBody, runtime: RuntimeDep) -> dict[str, Any]:
     """Replace settings, users, maintenance and faults; every session ends."""
     state: State = _parse(State, document)
+    imported = partial(service.import_state, box=runtime.box, state=state, now=runtime.clock())
     try:
-        with runtime.db.session(write=True) as session:
-            service.import_state(session, runtime.box, state, runtime.clock())
+        await runtime.db.write(orm(imported))
     except ValueError as exc:
         raise InvalidBody(f"The request body is invalid: {exc}.") from None
-    with runtime.db.session() as session:
-        return service.export_state(session)
+    return await runtime.db.read(orm(service.export_state))
 
 
 @router.get(
     "/requests", summary="Read the request journal", response_model=dict[str, list[JournalEntry]]
 )
-def get_requests(
+async def get_requests(
     runtime: RuntimeDep,
     method: str | None = None,
     path: str | None = None,
     status: Annotated[int | None, Query(ge=0, le=599)] = None,
     since: Annotated[float | None, Query(description="Epoch seconds.")] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    limit: Annotated[
+        int, Query(ge=1, le=1_000_000, description="At most the journal's size is kept.")
+    ] = 100,
 ) -> JSONResponse:
-    """Journalled calls matching every filter given, newest first."""
+    """Journalled calls matching every filter given, newest first.
+
+    `path` is the decoded path; a percent-encoded one (%23 for #) is decoded first.
+    """
+    if path is not None:
+        path = _decoded(path)
     # Journalled text holds no NUL (it is stored escaped), and PostgreSQL refuses one in a query.
     if any("\x00" in text for text in (method or "", path or "")):
         return JSONResponse({"requests": []})
-    with runtime.db.session() as session:
+
+    def entries(session: Session) -> list[dict[str, Any]]:
         rows = JournalRepository(session).newest(
             limit=limit,
             method=method.upper() if method else None,
@@ -135,22 +156,22 @@ def get_requests(
             status=status,
             since=since,
         )
-        return JSONResponse({"requests": [journal_body(row) for row in rows]})
+        return [journal_body(row) for row in rows]
+
+    return JSONResponse({"requests": await runtime.db.read(orm(entries))})
 
 
 @router.delete("/requests", status_code=204, summary="Empty the request journal")
-def delete_requests(runtime: RuntimeDep) -> Response:
+async def delete_requests(runtime: RuntimeDep) -> Response:
     """Forget every journalled call."""
-    with runtime.db.session(write=True) as session:
-        JournalRepository(session).clear()
+    await runtime.db.write(lambda connection: JournalRepository(connection).clear())
     return Response(status_code=204)
 
 
 @router.get("/faults", summary="List fault rules", response_model=dict[str, list[Fault]])
-def get_faults(runtime: RuntimeDep) -> dict[str, Any]:
+async def get_faults(runtime: RuntimeDep) -> dict[str, Any]:
     """Every fault rule in the order it is matched."""
-    with runtime.db.session() as session:
-        return {"faults": service.list_faults(session)}
+    return {"faults": await runtime.db.read(orm(service.list_faults))}
 
 
 @router.post(
@@ -160,35 +181,34 @@ def get_faults(runtime: RuntimeDep) -> dict[str, Any]:
     response_model=Fault,
     openapi_extra=json_request_body(FaultIn),
 )
-def post_fault(document: ControlBody, runtime: RuntimeDep) -> dict[str, Any]:
+async def post_fault(document: ControlBody, runtime: RuntimeDep) -> dict[str, Any]:
     """Matching emulated calls get a status, a delay, or a dropped connection."""
     fault: FaultIn = _parse(FaultIn, document)
-    with runtime.db.session(write=True) as session:
-        return service.add_fault(session, fault, runtime.clock())
+    _decoded(fault.path)
+    return await runtime.db.write(orm(partial(service.add_fault, fault=fault, now=runtime.clock())))
 
 
 @router.delete("/faults", status_code=204, summary="Remove every fault rule")
-def delete_faults(runtime: RuntimeDep) -> Response:
+async def delete_faults(runtime: RuntimeDep) -> Response:
     """No fault rule remains."""
-    with runtime.db.session(write=True) as session:
-        service.clear_faults(session)
+    await runtime.db.write(orm(service.clear_faults))
     return Response(status_code=204)
 
 
 @router.delete("/faults/{fault_id}", status_code=204, summary="Remove one fault rule")
-def delete_fault(fault_id: Annotated[int, Path(ge=0, le=MAX_INT)], runtime: RuntimeDep) -> Response:
+async def delete_fault(
+    fault_id: Annotated[int, Path(ge=0, le=MAX_INT)], runtime: RuntimeDep
+) -> Response:
     """404 when there is no such rule."""
-    with runtime.db.session(write=True) as session:
-        if not service.delete_fault(session, fault_id):
-            raise ObjectNotFound(f'The fault "{fault_id}" was not found.')
+    if not await runtime.db.write(orm(partial(service.delete_fault, fault_id=fault_id))):
+        raise ObjectNotFound(f'The fault "{fault_id}" was not found.')
     return Response(status_code=204)
 
 
 @router.get("/maintenance", summary="Read the maintenance switch", response_model=Maintenance)
-def get_maintenance(runtime: RuntimeDep) -> dict[str, bool]:
+async def get_maintenance(runtime: RuntimeDep) -> dict[str, bool]:
     """Whether every emulated call answers 412."""
-    with runtime.db.session() as session:
-        return {"enabled": service.maintenance_enabled(session)}
+    return {"enabled": await runtime.db.read(orm(service.maintenance_enabled))}
 
 
 @router.put(
@@ -197,11 +217,10 @@ def get_maintenance(runtime: RuntimeDep) -> dict[str, bool]:
     response_model=Maintenance,
     openapi_extra=json_request_body(Maintenance),
 )
-def put_maintenance(document: ControlBody, runtime: RuntimeDep) -> dict[str, bool]:
+async def put_maintenance(document: ControlBody, runtime: RuntimeDep) -> dict[str, bool]:
     """While on, every emulated call answers 412 in every process."""
     switch: Maintenance = _parse(Maintenance, document)
-    with runtime.db.session(write=True) as session:
-        service.set_maintenance(session, switch.enabled)
+    await runtime.db.write(orm(partial(service.set_maintenance, enabled=switch.enabled)))
     return {"enabled": switch.enabled}
 
 
@@ -210,29 +229,47 @@ def put_maintenance(document: ControlBody, runtime: RuntimeDep) -> dict[str, boo
     summary="Read the test-mail record",
     response_model=dict[str, list[TestMailRecord]],
 )
-def get_test_mails(
+async def get_test_mails(
     runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
 ) -> JSONResponse:
     """Every test-mail attempt, newest first, without passwords."""
-    with runtime.db.session() as session:
-        return JSONResponse({"testMails": service.list_test_mails(session, limit)})
+    mails = await runtime.db.read(orm(partial(service.list_test_mails, limit=limit)))
+    return JSONResponse({"testMails": mails})
 
 
 @router.delete("/test-mails", status_code=204, summary="Empty the test-mail record")
-def delete_test_mails(runtime: RuntimeDep) -> Response:
+async def delete_test_mails(runtime: RuntimeDep) -> Response:
     """Forget every test-mail attempt."""
-    with runtime.db.session(write=True) as session:
-        TestMailRepository(session).clear()
+    await runtime.db.write(orm(lambda session: TestMailRepository(session).clear()))
+    return Response(status_code=204)
+
+
+@router.post(
+    "/test-mail-failures",
+    status_code=201,
+    summary="Make the next test mails fail",
+    response_model=MailFailure,
+    openapi_extra=json_request_body(MailFailureIn),
+)
+async def post_mail_failure(document: ControlBody, runtime: RuntimeDep) -> dict[str, Any]:
+    """The next test mails (all, or `times` of them) end as a failed Job, in either mode."""
+    failure: MailFailureIn = _parse(MailFailureIn, document)
+    return await runtime.db.write(orm(partial(service.add_mail_failure, failure=failure)))
+
+
+@router.delete("/test-mail-failures", status_code=204, summary="Let test mails through again")
+async def delete_mail_failures(runtime: RuntimeDep) -> Response:
+    """No injected test-mail failure remains."""
+    await runtime.db.write(orm(service.clear_mail_failures))
     return Response(status_code=204)
 
 
 # `:path`, because an account name may hold a "/" (sent as %2F).
 @router.post("/users/{name:path}/unlock", summary="Unlock an account")
-def unlock(name: str, runtime: RuntimeDep) -> dict[str, Any]:
+async def unlock(name: str, runtime: RuntimeDep) -> dict[str, Any]:
     """Clear the account's failures and lock; 404 when there is no such account."""
-    with runtime.db.session(write=True) as session:
-        if "\x00" in name or not unlock_user(session, name):
-            raise ObjectNotFound(f'The user "{name}" was not found.')
+    if "\x00" in name or not await runtime.db.write(orm(partial(unlock_user, name=name))):
+        raise ObjectNotFound(f'The user "{name}" was not found.')
     return {"name": name, "locked": False}
 
 
@@ -247,11 +284,10 @@ async def healthz() -> dict[str, str]:
     summary="Ready: database reachable and migrated",
     responses={503: {"description": "The database does not answer, or is not migrated."}},
 )
-def readyz(runtime: RuntimeDep) -> JSONResponse:
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
     """200 when the database answers at the newest schema revision, else 503."""
     try:
-        with runtime.db.session() as session:
-            ready = is_at_head(session.connection())
+        ready = await runtime.db.read(is_at_head)
     except SQLAlchemyError:
         ready = False
     if not ready:

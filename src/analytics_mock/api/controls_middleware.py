@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 import time
 from functools import partial
-from typing import Any, TypeVar
+from http import HTTPStatus
+from typing import Any
 
-from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from analytics_mock.api.dependencies import PARSED_BODY, runtime_of
-from analytics_mock.api.errors import error_response
+from analytics_mock.api.dependencies import PARSED_BODY
+from analytics_mock.api.errors import COMMON_HEADERS, error_response
 from analytics_mock.api.middleware import declared_length
-from analytics_mock.db.runner import FollowUp, Unit
-from analytics_mock.errors import CATALOGUE, DomainError, InternalError, ServerUnavailable
+from analytics_mock.db.runner import RIDER, FollowUp
+from analytics_mock.errors import DomainError, InternalError, ServerUnavailable, error_for_status
 from analytics_mock.runtime import Runtime
 from analytics_mock.services.controls import FaultRule, take_fault
 from analytics_mock.services.journal import (
@@ -32,32 +35,62 @@ logger = logging.getLogger("analytics_mock.api")
 API_PREFIX = "/Analytics/"
 # A body the app never read (a refusal before parsing) is still journalled when this small.
 _DRAIN_LIMIT = 64 * 1024
-# Where the call's recorder waits in the request's state for `run_last_unit`.
-_RECORDER = "analytics_mock.journal"
-T = TypeVar("T")
+
+# What a `malformed` fault answers: a JSON document cut short, as a broken proxy might.
+MALFORMED_BODY = b'{"data": [{"instanceID": "mailServerSetting#0", "hostname": '
 
 
 class ConnectionDroppedError(ConnectionError):
-    """A `drop` fault where there is no connection to drop (an in-process transport)."""
+    """A connection fault where there is no connection (an in-process transport).
+
+    `kind` is the fault: "drop", "reset" or "empty"; the testing transports turn it into the
+    httpx error a client gets over a real socket.
+    """
+
+    def __init__(self, kind: str = "drop") -> None:
+        super().__init__(f"connection {kind} by a fault rule")
+        self.kind = kind
 
 
 def fault_error(rule: FaultRule) -> DomainError:
-    """The vendor-shaped error a status fault answers with."""
-    kind = next((k for k in CATALOGUE if k.status == rule.status), None)
-    text = rule.message or "Injected fault."
-    error = DomainError(text)
-    error.status = rule.status or 500
-    error.message_id = kind.message_id if kind is not None else "KNAQ29999-E"
+    """The vendor-shaped error a status fault answers with, with the rule's extra headers."""
+    error = error_for_status(rule.status or 500, rule.message or "Injected fault.")
+    error.headers.update(rule.headers)
     return error
 
 
-async def drop_connection(receive: Receive) -> None:
-    """Close the client's connection without an answer (uvicorn); raise where there is none."""
+def fault_answer(rule: FaultRule) -> Response:
+    """The custom answer of a `body`, `malformed` or `headers`-only rule."""
+    body = rule.body.encode() if rule.body is not None else MALFORMED_BODY if rule.answer else b""
+    return Response(
+        body,
+        status_code=rule.status or 200,
+        headers={**dict(COMMON_HEADERS), **dict(rule.headers)},
+        media_type="application/json",
+    )
+
+
+async def drop_connection(receive: Receive, kind: str = "drop", status: int = 200) -> None:
+    """Break the client's connection (uvicorn) as `kind` says; raise where there is none.
+
+    "drop" closes it without an answer, "reset" resets it (TCP RST), "empty" sends the status
+    line alone and closes it.
+    """
     # uvicorn's receive is a bound method of the request cycle, which holds the transport.
     transport: Any = getattr(getattr(receive, "__self__", None), "transport", None)
     if transport is None:
-        raise ConnectionDroppedError("connection dropped by a fault rule")
-    transport.abort()
+        raise ConnectionDroppedError(kind)
+    if kind == "empty":
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+        transport.write(f"HTTP/1.1 {status} {phrase}\r\n".encode())
+        transport.close()
+    else:
+        if kind == "reset":
+            # Linger on with a zero timeout: closing sends RST instead of FIN.
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
     # Let connection_lost run, so uvicorn sees a client gone rather than an app that forgot.
     await asyncio.sleep(0)
 
@@ -74,20 +107,15 @@ class ControlsMiddleware:
             await self.app(scope, receive, send)
             return
         call = _CallRecorder(self.runtime, scope, receive, send)
-        state = scope.setdefault("state", {})
-        state[_RECORDER] = call
         try:
             await self._serve(scope, receive, call)
         finally:
-            # The recorder holds the scope: left there, every call would end as a reference
-            # cycle, which only the cycle collector frees (and the more it has to, the more
-            # often it runs over every young object).
-            del state[_RECORDER]
+            self.runtime.calls.leave(call.epoch)
 
     async def _serve(self, scope: Scope, receive: Receive, call: _CallRecorder) -> None:
         try:
             # Every call reads the switches; calls that arrive together share one read.
-            snapshot = await self.runtime.db.run_shared("controls", self.runtime.controls.current)
+            snapshot = await self.runtime.db.read(self.runtime.controls.current, share="controls")
         except Exception:
             # The database is gone: answer here, in the envelope, and keep the connection
             # (Starlette's last-resort handler would re-raise and uvicorn drop it).
@@ -101,27 +129,42 @@ class ControlsMiddleware:
             return
         rule = next((r for r in snapshot.faults if r.matches(scope["method"], scope["path"])), None)
         if rule is not None and await self._claimed(rule):
-            if rule.delay_ms:
-                await asyncio.sleep(rule.delay_ms / 1000)
-            if rule.drop:
-                await call.journal(status=0)
+            delay = rule.delay()
+            if delay and not await self.runtime.calls.sleep(delay, call.epoch):
+                # A reset came while the call was held: it belongs to an earlier test, and
+                # ends without an answer or a journal entry.
+                call.journalled = True
                 await drop_connection(receive)
+                return
+            connection = "drop" if rule.drop else rule.answer
+            if connection in ("drop", "reset", "empty"):
+                await call.journal(status=0)
+                await drop_connection(receive, connection, rule.status or 200)
+                return
+            if rule.answer == "malformed" or rule.body is not None:
+                await fault_answer(rule)(scope, call.receive, call.send)
                 return
             if rule.status is not None:
                 await error_response(scope, fault_error(rule))(scope, call.receive, call.send)
                 return
+            if rule.headers:
+                call.extra_headers = rule.headers
+        # The call's journal entry rides with its next write (`Database.write`).
+        token = RIDER.set(call.rider)
         try:
             await self.app(scope, call.receive, call.send)
         except BaseException:
             if not call.journalled:
                 await call.journal(status=500)
             raise
+        finally:
+            RIDER.reset(token)
         if not call.journalled:
             await call.journal(status=0)  # no answer: the client left first
 
     async def _claimed(self, rule: FaultRule) -> bool:
         try:
-            return await self.runtime.db.run(partial(take_fault, rule=rule), savepoint=True)
+            return await self.runtime.db.write(partial(take_fault, rule=rule))
         except Exception:
             logger.exception("cannot claim fault rule %d", rule.id)
             return False
@@ -141,8 +184,13 @@ class _CallRecorder:
         self._body_done = False
         self._status = 0
         self.journalled = False
-        # The status of the entry a follow-up wrote with the call's last unit, if one did.
+        # Whether a write carries the entry, and the status it wrote there, if it did.
+        self._riding = False
         self._followed: int | None = None
+        # Counted out by the middleware when the call ends (see inflight.py).
+        self.epoch = runtime.calls.enter()
+        # Added to the app's answer by a `headers`-only fault rule.
+        self.extra_headers: tuple[tuple[str, str], ...] = ()
 
     async def receive(self) -> Message:
         message = await self._receive()
@@ -155,6 +203,11 @@ class _CallRecorder:
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self._status = message["status"]
+            if self.extra_headers:
+                named = {name.lower().encode() for name, _ in self.extra_headers}
+                kept = [(n, v) for n, v in message.get("headers", []) if n.lower() not in named]
+                added = [(n.lower().encode(), v.encode()) for n, v in self.extra_headers]
+                message = {**message, "headers": kept + added}
         elif message["type"] == "http.response.body" and not message.get("more_body", False):
             # Written before the last byte leaves, so a client that reads the journal right
             # after its call always finds the call there.
@@ -163,8 +216,9 @@ class _CallRecorder:
         await self._send(message)
 
     async def journal(self, *, status: int) -> None:
-        """Record the call once, if the journal is on."""
-        if self.journalled or self.runtime.settings.journal_size == 0:
+        """Record the call once, if the journal is on and no reset came since it began."""
+        stale = self.runtime.calls.stale(self.epoch)
+        if self.journalled or self.runtime.settings.journal_size == 0 or stale:
             self.journalled = True
             return
         self.journalled = True
@@ -180,25 +234,33 @@ class _CallRecorder:
             await self._drain()
         call = self._call(status)
         writer = journal_writer(self.runtime.settings.journal_size)
+        entry = journal_entry(call)
+        token = RIDER.set(lambda: (writer, lambda _error: entry))
         try:
-            await self.runtime.db.run_grouped(writer, journal_entry(call))
+            await self.runtime.db.write(_nothing)
         except Exception:
             # A journal the database cannot take must not cost the client its answer.
             logger.exception("journal entry lost for %s %s", call.method, call.path)
+        finally:
+            RIDER.reset(token)
 
-    def follow_up(self, status: int) -> FollowUp | None:
-        """The entry as a follow-up of a unit that answers `status` if it succeeds, if it can be.
+    def rider(self) -> FollowUp | None:
+        """The entry for the call's write, as the call answers if it ends as the write does.
 
-        It saves the call a transaction of its own. If the answer turns out different (the
-        transaction failed), the last byte's `journal` records the answer as usual.
+        Only once per call, so the entry rides with the first write that asks: the write the
+        endpoint makes, authentication's own ones aside (`dependencies.authenticate`). If the
+        answer turns out different (the transaction failed), the last byte records it anew.
         """
-        if self.journalled or self.runtime.settings.journal_size == 0 or self._unread():
+        if self._riding or self.journalled or self.runtime.settings.journal_size == 0:
             return None
-        entry = journal_entry(self._call(status))
+        if self._unread() or self.runtime.calls.stale(self.epoch):
+            return None
+        self._riding = True
+        entry = journal_entry(self._call(200))
 
         def make(error: BaseException | None) -> dict[str, Any]:
             # As `call_endpoint` and the middleware answer: a domain error's status, else 500.
-            answered = error.status if isinstance(error, DomainError) else 500 if error else status
+            answered = error.status if isinstance(error, DomainError) else 500 if error else 200
             self._followed = answered
             return {**entry, "status": answered, "duration_ms": self._elapsed_ms()}
 
@@ -238,18 +300,5 @@ class _CallRecorder:
             pass
 
 
-async def run_last_unit(
-    request: Request, unit: Unit[T], *, status: int = 200, shared: object = None
-) -> T:
-    """Run a call's last database work, with the call's journal entry in its transaction.
-
-    `status` is the call's answer when `unit` succeeds; a unit that raises answers its error's.
-    A read-only `unit` may name a `shared` key: calls of that key that arrive together share
-    one run of it (`Database.run_shared`), each with its own journal entry.
-    """
-    recorder = request.scope.get("state", {}).get(_RECORDER)
-    follow = recorder.follow_up(status) if isinstance(recorder, _CallRecorder) else None
-    db = runtime_of(request).db
-    if shared is not None:
-        return await db.run_shared(shared, unit, follow=follow)
-    return await db.run(unit, follow=follow)
+def _nothing(_connection: Any) -> None:
+    """A write of nothing, for an entry whose call made no write to ride with."""

@@ -8,6 +8,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
+from analytics_mock.db.runner import RIDER
 from analytics_mock.errors import (
     InvalidBody,
     InvalidMember,
@@ -69,7 +70,12 @@ async def authenticate(request: Request) -> Principal:
     headers = request.headers.getlist("authorization")
     # Two credentials are ambiguous: refuse rather than pick one.
     header = headers[0] if len(headers) == 1 else None
-    principal = await runtime.authenticator.authenticate(runtime.db, header, runtime.clock())
+    # Authentication's own writes are not the call's: its journal entry rides with a later one.
+    token = RIDER.set(None)
+    try:
+        principal = await runtime.authenticator.authenticate(runtime.db, header, runtime.clock())
+    finally:
+        RIDER.reset(token)
     # Picked up by the middleware and the error renderer: every authenticated response
     # hands the session token back.
     request.state.hsso_token = principal.token
@@ -87,9 +93,11 @@ async def require_admin(request: Request) -> Principal:
     return principal
 
 
-def is_json_content_type(value: str | None) -> bool:
-    """Whether a Content-Type header names application/json (parameters allowed)."""
-    return value is not None and _media_type(value)[0] == "application/json"
+def require_json_content_type(request: Request) -> None:
+    """415 unless the Content-Type header names application/json (parameters allowed)."""
+    value = request.headers.get("content-type")
+    if value is None or _media_type(value)[0] != "application/json":
+        raise UnsupportedMediaType("The Content-Type of the request must be application/json.")
 
 
 def _reject_constant(name: str) -> Any:
@@ -102,8 +110,7 @@ PARSED_BODY = "analytics_mock.parsed_body"
 
 async def read_json(request: Request) -> object:
     """The parsed JSON body; call it only once the caller is known to be allowed."""
-    if not is_json_content_type(request.headers.get("content-type")):
-        raise UnsupportedMediaType("The Content-Type of the request must be application/json.")
+    require_json_content_type(request)
     raw = await request.body()
     document = parse_json(raw)
     request.scope.setdefault("state", {})[PARSED_BODY] = (raw, document)

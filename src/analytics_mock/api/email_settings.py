@@ -9,13 +9,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from analytics_mock.api.controls_middleware import run_last_unit
 from analytics_mock.api.dependencies import read_json, require_admin, runtime_of, validate_body
 from analytics_mock.api.openapi import json_request_body
 from analytics_mock.api.responses import error_responses
 from analytics_mock.api.routes import DirectRoute
 from analytics_mock.db.repositories import Executor
 from analytics_mock.errors import InvalidParameter
+from analytics_mock.formats import MAX_INT
 from analytics_mock.query.filter_parser import QuerySyntaxError, parse_filter
 from analytics_mock.query.sql import OrderBySyntaxError, parse_order_by
 from analytics_mock.schemas.email_settings import (
@@ -24,8 +24,6 @@ from analytics_mock.schemas.email_settings import (
     EmailSettingUpdate,
 )
 from analytics_mock.services import email_settings as service
-
-MAX_INT = 2_147_483_647
 
 router = APIRouter(prefix="/Analytics/v1", tags=["EmailServerSettings"], route_class=DirectRoute)
 
@@ -135,7 +133,7 @@ async def list_email_settings(request: Request) -> Response:
     # The same query string is the same window: concurrent calls share one read of it, and
     # one rendering of its body.
     shared = ("list", request.scope.get("query_string", b""))
-    body = await run_last_unit(request, list_unit, shared=shared)
+    body = await runtime.db.read(list_unit, share=shared)
     return Response(body, media_type="application/json")
 
 
@@ -161,4 +159,4 @@ async def update_email_setting(request: Request, id: str) -> JSONResponse:
     runtime = runtime_of(request)
     patch = validate_body(EmailSettingUpdate, await read_json(request), what="EmailSetting")
     update = partial(service.update_setting, box=runtime.box, instance_id=id, patch=patch)
-    return JSONResponse(await run_last_unit(request, update))
+    return JSONResponse(await runtime.db.write(update))

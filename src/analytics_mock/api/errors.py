@@ -78,9 +78,7 @@ def _from_http_exception(exc: StarletteHTTPException) -> DomainError:
             "The method is not allowed for this resource.", headers=dict(exc.headers or {})
         )
     # Anything else the framework raises has no vendor kind of its own.
-    error = DomainError(str(exc.detail))
-    error.status = exc.status_code
-    return error
+    return DomainError(str(exc.detail), status=exc.status_code)
 
 
 def _from_validation_error(exc: RequestValidationError) -> DomainError:

@@ -12,6 +12,7 @@ docs) takes the framework's way, which answers 404 and 405 in the vendor's envel
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
@@ -28,7 +29,18 @@ Endpoint = Callable[..., Awaitable[Response]]
 
 
 class DirectRoute(APIRoute):
-    """An APIRoute whose endpoint is `async def (request, **path_params) -> Response`."""
+    """An APIRoute whose endpoint is `async def (request, **path_params) -> Response`.
+
+    The contract: the direct path calls the endpoint with the `Request` and its path
+    parameters as text, and sends the `Response` it returns; nothing else FastAPI would do
+    for a route happens. A route that declares anything more is refused when it is built.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        ignored = direct_path_ignores(self)
+        if ignored:
+            raise TypeError(f"{self.path}: the direct path would ignore {', '.join(ignored)}")
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """Call the endpoint with the request and its path parameters, nothing else."""
@@ -39,6 +51,29 @@ class DirectRoute(APIRoute):
             return await endpoint(request, **params)
 
         return handler
+
+
+def direct_path_ignores(route: APIRoute) -> list[str]:
+    """What `route` declares that a call through `call_endpoint` would not honour."""
+    dependant = route.dependant
+    found = []
+    if not inspect.iscoroutinefunction(route.endpoint):
+        found.append("a plain def endpoint (it would block the event loop)")
+    if route.dependencies or dependant.dependencies:
+        found.append("dependencies (Depends)")
+    if dependant.query_params or dependant.header_params or dependant.cookie_params:
+        found.append("query, header or cookie parameters")
+    if dependant.body_params:
+        found.append("body parameters")
+    if route.response_model is not None:
+        found.append("response_model")
+    if route.status_code is not None:
+        found.append("status_code")
+    if dependant.request_param_name != "request":
+        found.append("the request under another name than `request`")
+    if any(param.field_info.annotation is not str for param in dependant.path_params):
+        found.append("path parameters of another type than str")
+    return found
 
 
 class DirectRoutes:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
-from analytics_mock.api.controls_middleware import run_last_unit
 from analytics_mock.api.dependencies import read_json, require_admin, runtime_of, validate_body
 from analytics_mock.api.openapi import json_request_body
 from analytics_mock.api.responses import error_responses
 from analytics_mock.api.routes import DirectRoute
+from analytics_mock.db.engine import orm
 from analytics_mock.mail import DeliveryOptions
 from analytics_mock.runtime import Runtime
 from analytics_mock.schemas.test_mail import Job, SendTestMailAction, SendTestMailActionIn
 from analytics_mock.services import test_mail as service
+from analytics_mock.services.controls import take_mail_failure
 
 ACTION_PATH = "/services/EmailServerSettings/actions/sendTestMail"
 
@@ -41,7 +44,7 @@ def delivery_options(runtime: Runtime) -> DeliveryOptions:
 async def prepare_test_mail(request: Request) -> JSONResponse:
     """GET the Action to invoke, with the stored settings as its parameter."""
     await require_admin(request)
-    setting = await run_last_unit(request, service.stored_setting)
+    setting = await runtime_of(request).db.read(service.stored_setting)
     href = str(request.url.replace(path=request.url.path + "/invoke", query=""))
     return JSONResponse(service.action_body(href, setting))
 
@@ -60,19 +63,21 @@ async def invoke_test_mail(request: Request) -> JSONResponse:
     document = await read_json(request)
     action = validate_body(SendTestMailActionIn, document, what="the sendTestMail Action")
 
-    def plan() -> service.MailPlan:
-        with runtime.db.session() as session:
-            return service.plan_test_mail(session, runtime.box, action.parameters[0])
+    test_mail = action.parameters[0]
 
-    mail_plan = await run_in_threadpool(plan)
+    def plan(session: Session) -> tuple[service.MailPlan, str | None]:
+        # An injected failure is used up in the same transaction that reads the settings.
+        return service.plan_test_mail(session, runtime.box, test_mail), take_mail_failure(session)
+
+    mail_plan, failure = await runtime.db.write(orm(plan))
     # Delivery is asyncio all the way, so other requests are served while a mail is in flight.
     attempt = await service.attempt_test_mail(
-        mail_plan, runtime.settings.test_mail_mode, delivery_options(runtime), runtime.clock
+        mail_plan,
+        runtime.settings.test_mail_mode,
+        delivery_options(runtime),
+        runtime.clock,
+        injected_failure=failure,
     )
 
-    def record() -> None:
-        with runtime.db.session(write=True) as session:
-            service.record_attempt(session, mail_plan, attempt)
-
-    await run_in_threadpool(record)
+    await runtime.db.write(orm(partial(service.record_attempt, plan=mail_plan, attempt=attempt)))
     return JSONResponse(service.job_body(mail_plan, attempt))

@@ -1,4 +1,4 @@
-"""Engine and unit-of-work scope: the only place that commits or rolls back."""
+"""The engine and the two verbs for database work, `Database.read` and `Database.write`."""
 
 from __future__ import annotations
 
@@ -6,26 +6,25 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.session import JoinTransactionMode
 
 from analytics_mock.db.extras import require_extra
-from analytics_mock.db.runner import FollowUp, Group, Unit, UnitRunner
+from analytics_mock.db.runner import READ_CONNECTION, Unit, UnitRunner
 from analytics_mock.db.watchdog import Watchdog
 from analytics_mock.settings import Settings
 
 T = TypeVar("T")
 # Seconds a unit of database work may take on PostgreSQL before its connection is cut.
 DEFAULT_TIMEOUT = 10.0
-# Units one batch may hold: enough for every connection of a busy client pool.
-RUNNER_BATCH = 128
 
 
 def _switch_to_wal(cursor: Any, timeout: float) -> None:
@@ -105,7 +104,7 @@ def create_database_engine(settings: Settings) -> Engine:
 
 
 class Database:
-    """Owns the engine: request-scoped ORM sessions, and the runner for the hot path."""
+    """Owns the engine. Requests reach the database through `read` and `write` only."""
 
     def __init__(self, engine: Engine, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.engine = engine
@@ -125,9 +124,8 @@ class Database:
             event.listen(engine, "checkout", self._ping)
         self.runner = UnitRunner(
             engine,
-            # One writer is all SQLite allows, and batching is what makes it fast.
-            threads=1 if sqlite else 4,
-            units_per_batch=RUNNER_BATCH,
+            # SQLite's one writer reads too; PostgreSQL reads beside it.
+            readers=0 if sqlite else 3,
             write_lock=self._write_lock,
             watchdog=self.watchdog,
             deadline=timeout,
@@ -138,23 +136,28 @@ class Database:
         """False from a failed connection or an overrun deadline until the next commit."""
         return self.runner.available
 
-    async def run(
-        self, unit: Unit[T], *, savepoint: bool = False, follow: FollowUp | None = None
-    ) -> T:
-        """Run one unit of work on the runner; returns after its transaction committed."""
-        return await self.runner.run(unit, savepoint=savepoint, follow=follow)
+    async def read(self, unit: Unit[T], *, share: Hashable = None) -> T:
+        """Run a read-only `unit` off the event loop; a write in it fails.
 
-    async def run_shared(self, key: object, unit: Unit[T], *, follow: FollowUp | None = None) -> T:
-        """Run a read-only unit, sharing one run among concurrent callers of the same `key`."""
-        return await self.runner.run_shared(key, unit, follow=follow)
+        Callers that name the same `share` key while a read of it is still queued share that
+        one run (and its result): the key must name everything the result depends on.
+        """
+        return await self.runner.read(unit, share=share)
 
-    async def run_grouped(self, group: Group, value: object) -> None:
-        """Queue a value for a grouped write (see `UnitRunner.run_grouped`)."""
-        await self.runner.run_grouped(group, value)
+    async def write(self, unit: Unit[T]) -> T:
+        """Run `unit` in a transaction off the event loop; returns once it has committed.
+
+        A unit that raises leaves none of its writes. The call's journal entry rides along
+        (see `runner.RIDER`).
+        """
+        return await self.runner.write(unit)
 
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:
-        """A unit of work: commits when the block ends, rolls back when it raises."""
+        """A blocking unit of work for start-up, the command line and tests (no event loop).
+
+        Commits when the block ends, rolls back when it raises. Requests use `read`/`write`.
+        """
         with ExitStack() as stack:
             if write and self._write_lock is not None:
                 stack.enter_context(self._write_lock)
@@ -192,3 +195,22 @@ class Database:
             except Exception as exc:
                 # Tells the pool to discard this connection and check out another.
                 raise DisconnectionError("the pooled connection does not answer") from exc
+
+
+def orm(fn: Callable[[Session], T]) -> Unit[T]:
+    """`fn` as a unit, with an ORM session on the unit's connection (writes of ORM objects)."""
+
+    def unit(connection: Connection) -> T:
+        # A savepoint of its own: a failed flush rolls the session back to it, never further
+        # (on SQLite the transaction is the batch's). A read-only connection has no savepoints.
+        mode: JoinTransactionMode = (
+            "rollback_only" if connection.info.get(READ_CONNECTION) else "create_savepoint"
+        )
+        with Session(
+            bind=connection, expire_on_commit=False, autoflush=False, join_transaction_mode=mode
+        ) as session:
+            result = fn(session)
+            session.commit()
+            return result
+
+    return unit

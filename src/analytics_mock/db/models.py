@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Float, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -111,6 +111,16 @@ class FaultRow(Base):
     # None: until removed.
     remaining: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[float] = mapped_column(Float, nullable=False)
+    # What happens to the connection instead of a normal answer: reset, empty or malformed.
+    answer: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # A custom answer: JSON object of extra response headers, and the body as text.
+    headers: Mapped[str | None] = mapped_column(Text, nullable=True)
+    body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # A random extra delay of up to jitter_ms, from a generator seeded with `seed` when given.
+    jitter_ms: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default=text("0")
+    )
+    seed: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ControlRow(Base):
@@ -121,3 +131,14 @@ class ControlRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     maintenance: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     generation: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+class MailFailureRow(Base):
+    """A failure the next test mails end with, whatever the mode: `failure_kind` as the Job's."""
+
+    __tablename__ = "mail_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    failure_kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    # None: until removed.
+    remaining: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -26,12 +26,12 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from analytics_mock.db.held_rows import held_rows
 from analytics_mock.db.models import (
     ControlRow,
     EmailSettingRow,
     FaultRow,
     JournalRow,
+    MailFailureRow,
     SessionRow,
     TestMailRow,
     UserRow,
@@ -62,6 +62,18 @@ _SESSIONS = cast(Table, SessionRow.__table__)
 _JOURNAL = cast(Table, JournalRow.__table__)
 _FAULTS = cast(Table, FaultRow.__table__)
 _CONTROL = cast(Table, ControlRow.__table__)
+
+
+def clear_tables(session: Executor, tables: Sequence[Table]) -> dict[str, int]:
+    """Delete every row of `tables`, given parents first (as `MetaData.sorted_tables` orders).
+
+    How many rows each table lost, by name.
+    """
+    deleted: dict[str, int] = {}
+    for table in reversed(tables):
+        result = session.execute(delete(table))
+        deleted[table.name] = int(getattr(result, "rowcount", 0) or 0)
+    return deleted
 
 
 def _orm(executor: Executor) -> Session:
@@ -148,18 +160,9 @@ class EmailSettingsRepository:
 
     def get(self, instance_id: str, *, for_update: bool = False) -> SettingRecord | None:
         """The object with this instanceID, locked for the transaction when `for_update`."""
-        held = held_rows(self.session) if for_update else None
-        key = (_SETTINGS.name, instance_id)
-        if held is not None and (record := held.get(key)) is not None:
-            return cast(SettingRecord, record)
         stmt = _GET_SETTING_FOR_UPDATE if for_update else _GET_SETTING
         row = stmt.first(self.session, {"id": instance_id})
-        if row is None:
-            return None
-        record = SettingRecord.from_row(row)
-        if held is not None:
-            held.hold(key, record)
-        return record
+        return SettingRecord.from_row(row) if row is not None else None
 
     def first(self) -> SettingRecord | None:
         """The oldest object: the one the test mail uses."""
@@ -169,10 +172,8 @@ class EmailSettingsRepository:
         return SettingRecord.from_row(row) if row is not None else None
 
     def save(self, record: SettingRecord) -> None:
-        """Write every member of `record` to its stored object (held: before the commit)."""
-        held = held_rows(self.session)
-        if held is None or not held.write((_SETTINGS.name, record.instance_id), record, _write):
-            _write(self.session, record)
+        """Write every member of `record` to its stored object."""
+        _write(self.session, record)
 
     def page(
         self,
@@ -245,6 +246,11 @@ class UserRepository:
     def credentials(self, name: str) -> Any | None:
         """What authentication reads of the account called `name`."""
         return _USER_CREDENTIALS.first(self.session, {"name": name})
+
+    def fingerprint(self) -> list[tuple[Any, ...]]:
+        """Every account's columns, by name: equal lists, equal accounts."""
+        stmt = select(*_USERS.c).order_by(_USERS.c.name)
+        return [tuple(row) for row in self.session.execute(stmt)]
 
     def all(self) -> list[UserRow]:
         """Every account, by name."""
@@ -464,3 +470,42 @@ class ControlRepository:
         if maintenance is not None:
             values["maintenance"] = maintenance
         self.session.execute(update(ControlRow).where(ControlRow.id == 1).values(**values))
+
+
+class MailFailureRepository:
+    """Queries on `mail_failures`, the failures injected into the next test mails."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, row: MailFailureRow) -> None:
+        """Store a failure."""
+        self.session.add(row)
+        self.session.flush()
+
+    def clear(self) -> None:
+        """Remove every failure."""
+        self.session.execute(delete(MailFailureRow))
+
+    def take_oldest(self) -> str | None:
+        """The oldest failure's kind, one of its uses taken (the last removes it); or None."""
+        row = self.session.scalars(
+            select(MailFailureRow).order_by(MailFailureRow.id).limit(1)
+        ).first()
+        if row is None:
+            return None
+        if row.remaining is not None:
+            # Conditional, so two processes never both take the last use.
+            taken = self.session.execute(
+                update(MailFailureRow)
+                .where(MailFailureRow.id == row.id, MailFailureRow.remaining > 0)
+                .values(remaining=MailFailureRow.remaining - 1)
+            )
+            if not getattr(taken, "rowcount", 0):
+                return None
+            self.session.execute(
+                delete(MailFailureRow).where(
+                    MailFailureRow.id == row.id, MailFailureRow.remaining <= 0
+                )
+            )
+        return row.failure_kind

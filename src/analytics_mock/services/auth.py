@@ -163,14 +163,14 @@ class Authenticator:
             token = self._reusable(credentials.cache_key)
             token_hash = token_digest(token) if token else None
             # Concurrent calls of one account share a read that starts after they all came.
-            user, row = await db.run_shared(
-                ("basic", credentials.name, token_hash),
+            user, row = await db.read(
                 partial(_basic_facts, name=credentials.name, token_hash=token_hash),
+                share=("basic", credentials.name, token_hash),
             )
             decision = await self._decide_basic(credentials, user, token, row, now)
         elif isinstance(credentials, HssoToken):
-            user, row = await db.run_shared(
-                ("hsso", credentials.digest), partial(_hsso_facts, digest=credentials.digest)
+            user, row = await db.read(
+                partial(_hsso_facts, digest=credentials.digest), share=("hsso", credentials.digest)
             )
             decision = self._decide_hsso(credentials, user, row, now)
         else:
@@ -178,7 +178,7 @@ class Authenticator:
                 await run_in_threadpool(_burn, credentials.password)
             decision = Decision()
         if decision.needs_write:
-            await db.run(partial(self.record, decision=decision, now=now), savepoint=True)
+            await db.write(partial(self.record, decision=decision, now=now))
         return self.principal_or_raise(decision)
 
     def parse(self, authorization: str | None) -> Credentials:  # noqa: PLR0911

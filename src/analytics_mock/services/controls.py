@@ -8,28 +8,31 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import random
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from sqlalchemy.orm import Session
 
 from analytics_mock.crypto import SecretBox
-from analytics_mock.db.models import FaultRow
+from analytics_mock.db.models import Base, FaultRow, MailFailureRow
 from analytics_mock.db.repositories import (
     AnyRow,
     ControlRepository,
     EmailSettingsRepository,
     Executor,
     FaultRepository,
-    JournalRepository,
+    MailFailureRepository,
     SessionRepository,
     TestMailRepository,
     UserRepository,
+    clear_tables,
 )
-from analytics_mock.schemas.controls import FaultIn, State, StateUser
-from analytics_mock.services.seed import Seed, SeedSetting
-from analytics_mock.services.test_mail import vendor_time
+from analytics_mock.formats import vendor_time
+from analytics_mock.schemas.controls import FaultIn, MailFailureIn, State, StateUser
+from analytics_mock.services.seed import Seed, exported_setting, setting_row
 from analytics_mock.services.users import UserSpec, sync_users
 
 
@@ -51,18 +54,57 @@ def seed_store(session: Session, box: SecretBox, seed: Seed, users: list[UserSpe
     sync_users(session, users)
 
 
+# The tables a reset puts back to the configuration rather than empties; every other table
+# of the models (records, sessions, rules, and whatever table comes next) is emptied.
+RESEEDED_TABLES = frozenset({"email_settings", "users", "control"})
+
+
+@dataclass
+class ResetMemo:
+    """What the reseeded tables held right after the last reset: unchanged, they are skipped."""
+
+    clean: tuple[Any, ...] | None = None
+
+
+def _fingerprint(session: Session) -> tuple[Any, ...]:
+    return (
+        EmailSettingsRepository(session).all(),
+        UserRepository(session).fingerprint(),
+        bool(ControlRepository(session).get().maintenance),
+    )
+
+
 def reset(
-    session: Session, box: SecretBox, seed: Seed, users: list[UserSpec], maintenance: bool
+    session: Session,
+    box: SecretBox,
+    seed: Seed,
+    users: list[UserSpec],
+    maintenance: bool,
+    memo: ResetMemo | None = None,
 ) -> None:
-    """Everything back to the seed: settings, accounts, tokens, journal, faults, mails, switches."""
+    """Everything back to the seed: settings, accounts, tokens, journal, faults, mails, switches.
+
+    Every table of the models is emptied but the reseeded ones, which are written again only
+    when they differ from what the last reset left (`memo`, kept by the caller).
+    """
+    deleted = clear_tables(
+        session, [t for t in Base.metadata.sorted_tables if t.name not in RESEEDED_TABLES]
+    )
+    if memo is not None and memo.clean is not None and _fingerprint(session) == memo.clean:
+        if deleted.get(FaultRow.__tablename__):
+            ControlRepository(session).bump()  # every process drops the removed rules
+        return
     EmailSettingsRepository(session).replace_all(seed.setting_rows(box))
     sync_users(session, users)
     UserRepository(session).unlock_all()
-    SessionRepository(session).clear()
-    JournalRepository(session).clear()
-    FaultRepository(session).clear()
-    TestMailRepository(session).clear()
     ControlRepository(session).bump(maintenance=maintenance)
+    if memo is not None:
+        memo.clean = _fingerprint(session)
+
+
+def decoded_path(path: str) -> str:
+    """A path as the emulator matches it: percent-encoded sequences (%23) decoded."""
+    return unquote(path, errors="strict") if "%" in path else path
 
 
 def fault_body(row: FaultRow | AnyRow) -> dict[str, Any]:
@@ -74,7 +116,14 @@ def fault_body(row: FaultRow | AnyRow) -> dict[str, Any]:
         "status": row.status,
         "message": row.message,
         "delayMs": row.delay_ms,
+        "jitterMs": row.jitter_ms,
+        "seed": row.seed,
         "drop": row.drop,
+        "reset": row.answer == "reset",
+        "empty": row.answer == "empty",
+        "malformed": row.answer == "malformed",
+        "headers": json.loads(row.headers) if row.headers else None,
+        "body": row.body,
         "remaining": row.remaining,
     }
 
@@ -93,7 +142,7 @@ def export_state(session: Session) -> dict[str, Any]:
     """The whole emulated state; passwords only as ciphertext or hash."""
     users = UserRepository(session).all()
     return {
-        "settings": [SeedSetting.from_row(row) for row in EmailSettingsRepository(session).all()],
+        "settings": [exported_setting(row) for row in EmailSettingsRepository(session).all()],
         "users": [
             {
                 "name": user.name,
@@ -122,7 +171,7 @@ def _user_spec(user: StateUser) -> UserSpec:
 
 def import_state(session: Session, box: SecretBox, state: State, now: float) -> None:
     """Replace the emulated state with `state`; sessions end, journal and mail record stay."""
-    EmailSettingsRepository(session).replace_all([s.to_row(box) for s in state.settings])
+    EmailSettingsRepository(session).replace_all([setting_row(s, box) for s in state.settings])
     sync_users(session, [_user_spec(user) for user in state.users])
     users = UserRepository(session)
     for user in state.users:
@@ -137,13 +186,19 @@ def import_state(session: Session, box: SecretBox, state: State, now: float) -> 
 
 def fault_row(fault: FaultIn, now: float, *, calls: int | None = None) -> FaultRow:
     """The row for a new fault rule, holding for `calls` (default: the rule's `times`)."""
+    connection = fault.connection
     return FaultRow(
         method=fault.method,
-        path_pattern=fault.path,
+        path_pattern=decoded_path(fault.path),
         status=fault.status,
         message=fault.message,
         delay_ms=fault.delayMs,
         drop=fault.drop,
+        answer="malformed" if fault.malformed else connection if connection != "drop" else None,
+        headers=json.dumps(fault.headers) if fault.headers else None,
+        body=fault.body,
+        jitter_ms=fault.jitterMs,
+        seed=fault.seed,
         remaining=calls if calls is not None else fault.times,
         created_at=now,
     )
@@ -188,11 +243,44 @@ class FaultRule:
     delay_ms: int
     drop: bool
     counted: bool
+    answer: str | None = None  # reset, empty or malformed
+    headers: tuple[tuple[str, str], ...] = ()
+    body: str | None = None
+    jitter_ms: int = 0
+    seed: int | None = None
+    # The jitter's generator, shared by every call the rule matches in this process.
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
     def matches(self, method: str, path: str) -> bool:
         """Whether a call with this method and decoded path falls under the rule."""
         return (self.method is None or self.method == method) and fnmatch.fnmatchcase(
             path, self.pattern
+        )
+
+    def delay(self) -> float:
+        """Seconds to wait before the rule acts: the delay plus this call's jitter."""
+        jitter = self.rng.randint(0, self.jitter_ms) if self.jitter_ms else 0
+        return (self.delay_ms + jitter) / 1000
+
+    @classmethod
+    def from_row(cls, row: AnyRow, rng: random.Random | None = None) -> FaultRule:
+        """The rule of a stored row; `rng` keeps the jitter sequence of an already cached rule."""
+        headers = tuple(json.loads(row.headers).items()) if row.headers else ()
+        return cls(
+            row.id,
+            row.method,
+            row.path_pattern,
+            row.status,
+            row.message,
+            row.delay_ms,
+            row.drop,
+            row.remaining is not None,
+            row.answer,
+            headers,
+            row.body,
+            row.jitter_ms,
+            row.seed,
+            rng or random.Random(row.seed),  # noqa: S311 - delays, not secrets
         )
 
 
@@ -218,17 +306,9 @@ class ControlCache:
         with self._lock:
             if control.generation == self._snapshot.generation:
                 return self._snapshot
+            generators = {rule.id: rule.rng for rule in self._snapshot.faults}
         rules = tuple(
-            FaultRule(
-                row.id,
-                row.method,
-                row.path_pattern,
-                row.status,
-                row.message,
-                row.delay_ms,
-                row.drop,
-                row.remaining is not None,
-            )
+            FaultRule.from_row(row, generators.get(row.id))
             for row in FaultRepository(session).all()
         )
         snapshot = ControlSnapshot(control.generation, control.maintenance, rules)
@@ -272,3 +352,29 @@ def list_test_mails(session: Session, limit: int) -> list[dict[str, Any]]:
         }
         for row in TestMailRepository(session).newest(limit)
     ]
+
+
+def mail_failure_body(row: MailFailureRow) -> dict[str, Any]:
+    """A stored test-mail failure as the control API shows it."""
+    return {
+        "id": row.id,
+        "failureKind": row.failure_kind,
+        "remaining": row.remaining,
+    }
+
+
+def add_mail_failure(session: Session, failure: MailFailureIn) -> dict[str, Any]:
+    """Make the next test mails (all, or `times` of them) fail with `failure.failureKind`."""
+    row = MailFailureRow(failure_kind=str(failure.failureKind), remaining=failure.times)
+    MailFailureRepository(session).add(row)
+    return mail_failure_body(row)
+
+
+def clear_mail_failures(session: Session) -> None:
+    """Test mails go through again."""
+    MailFailureRepository(session).clear()
+
+
+def take_mail_failure(session: Session) -> str | None:
+    """The failure kind the next test mail must end with, using up one of its uses; or None."""
+    return MailFailureRepository(session).take_oldest()

@@ -20,7 +20,7 @@ from analytics_mock.errors import InvalidMember, MissingMember, ObjectNotFound
 from analytics_mock.query.filter_parser import Node
 from analytics_mock.query.sql import OrderTerm, compile_filter, compile_order_by
 from analytics_mock.schemas.email_settings import EmailSettingUpdate
-from analytics_mock.validation import decode_base64_password
+from analytics_mock.validation import SMTP_PASSWORD_RULE, smtp_password
 
 DEFAULT_INSTANCE_ID = "mailServerSetting#0"
 
@@ -87,11 +87,9 @@ def new_password(patch: EmailSettingUpdate) -> bytes | None:
         return None
     if patch.password is None:
         raise MissingMember('The member "password" is required when updatePassword is true.')
-    decoded = decode_base64_password(patch.password) if isinstance(patch.password, str) else None
-    if decoded is None or not 1 <= len(decoded) <= 255:
-        raise InvalidMember(
-            'The member "password" must be Base64 (standard, padded) of 1 to 255 bytes.'
-        )
+    decoded = smtp_password(patch.password) if isinstance(patch.password, str) else None
+    if decoded is None:
+        raise InvalidMember(f'The member "password" {SMTP_PASSWORD_RULE}.')
     return decoded
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from analytics_mock.db.models import JournalRow
 from analytics_mock.db.repositories import Executor, JournalRepository
-from analytics_mock.services.test_mail import vendor_time
+from analytics_mock.formats import vendor_time
 
 REDACTED = "***"
 _SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie"}
@@ -131,6 +131,16 @@ def journal_writer(keep: int) -> Callable[[Executor, list[dict[str, Any]]], None
     return write
 
 
+def _parsed(body: str | None) -> Any:
+    # The stored body is already redacted: a JSON body was stored as the JSON of its redaction.
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+
+
 def journal_body(row: JournalRow) -> dict[str, Any]:
     """A journalled call as the control API shows it."""
     return {
@@ -141,6 +151,7 @@ def journal_body(row: JournalRow) -> dict[str, Any]:
         "query": row.query,
         "headers": json.loads(row.headers),
         "body": row.body,
+        "json": _parsed(row.body),
         "status": row.status,
         "durationMs": round(row.duration_ms, 3),
     }

@@ -10,105 +10,48 @@ API; `password`: plain text for an account, hashed when loaded).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from analytics_mock.config_files import ConfigFileError, load_config_file
 from analytics_mock.crypto import SecretBox
 from analytics_mock.db.models import EmailSettingRow
 from analytics_mock.db.repositories import SettingRecord
-from analytics_mock.schemas.email_settings import (
-    BooleanIn,
-    HostnameIn,
-    PortIn,
-    SecureConnectionIn,
-    SenderIn,
-    UserIdIn,
-)
+from analytics_mock.schemas.seed import SeedSetting, check_unique
 from analytics_mock.services.email_settings import default_setting, to_public
 from analytics_mock.services.users import UserSpec
-from analytics_mock.validation import decode_base64_password
-
-InstanceId = Annotated[
-    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
-]
+from analytics_mock.validation import smtp_password
 
 
-class SeedSetting(BaseModel):
-    """One settings object; members left out take the default object's values."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    instanceID: InstanceId  # noqa: N815 - the vendor's member names
-    hostname: HostnameIn = "localhost"
-    portNumber: PortIn = 25  # noqa: N815
-    secureConnection: SecureConnectionIn = "Plain"  # noqa: N815
-    authenticationEnabled: BooleanIn = False  # noqa: N815
-    userId: UserIdIn = None  # noqa: N815
-    senderAddress: SenderIn = "analytics@localhost"  # noqa: N815
-    password: str | None = Field(default=None, repr=False)
-    passwordEncrypted: str | None = Field(default=None, repr=False)  # noqa: N815
-
-    @model_validator(mode="after")
-    def _consistent(self) -> SeedSetting:
-        for name in ("hostname", "portNumber", "secureConnection", "authenticationEnabled"):
-            if getattr(self, name) is None:
-                raise ValueError(f"{name} must not be null")
-        if self.senderAddress is None:
-            raise ValueError("senderAddress must not be null")
-        if self.authenticationEnabled and self.userId is None:
-            raise ValueError("userId is required when authenticationEnabled is true")
-        if self.password is not None and self.passwordEncrypted is not None:
-            raise ValueError("give at most one of password and passwordEncrypted")
-        if self.password is not None:
-            decoded = decode_base64_password(self.password)
-            if decoded is None or not 1 <= len(decoded) <= 255:
-                raise ValueError("password must be Base64 (standard, padded) of 1 to 255 bytes")
-        return self
-
-    def to_row(self, box: SecretBox) -> EmailSettingRow:
-        """The row to store, the password encrypted under `box`."""
-        encrypted: bytes | None = None
-        if self.password is not None:
-            decoded = decode_base64_password(self.password)
-            assert decoded is not None
-            encrypted = box.encrypt(decoded)
-        elif self.passwordEncrypted is not None:
-            encrypted = self.passwordEncrypted.encode()
-            box.decrypt(encrypted)  # refuse a ciphertext this server could never use
-        assert self.hostname is not None and self.portNumber is not None
-        assert self.secureConnection is not None and self.senderAddress is not None
-        return EmailSettingRow(
-            instance_id=self.instanceID,
-            hostname=self.hostname,
-            port_number=self.portNumber,
-            secure_connection=self.secureConnection,
-            authentication_enabled=bool(self.authenticationEnabled),
-            user_id=self.userId,
-            password_encrypted=encrypted,
-            sender_address=self.senderAddress,
-        )
-
-    @classmethod
-    def from_row(cls, row: SettingRecord) -> dict[str, Any]:
-        """The exported form of a stored object: the password only as its ciphertext."""
-        encrypted = row.password_encrypted.decode() if row.password_encrypted else None
-        return {**to_public(row), "passwordEncrypted": encrypted}
+def setting_row(setting: SeedSetting, box: SecretBox) -> EmailSettingRow:
+    """The row to store, the password encrypted under `box`."""
+    encrypted: bytes | None = None
+    if setting.password is not None:
+        decoded = smtp_password(setting.password)
+        assert decoded is not None
+        encrypted = box.encrypt(decoded)
+    elif setting.passwordEncrypted is not None:
+        encrypted = setting.passwordEncrypted.encode()
+        box.decrypt(encrypted)  # refuse a ciphertext this server could never use
+    assert setting.hostname is not None and setting.portNumber is not None
+    assert setting.secureConnection is not None and setting.senderAddress is not None
+    return EmailSettingRow(
+        instance_id=setting.instanceID,
+        hostname=setting.hostname,
+        port_number=setting.portNumber,
+        secure_connection=setting.secureConnection,
+        authentication_enabled=bool(setting.authenticationEnabled),
+        user_id=setting.userId,
+        password_encrypted=encrypted,
+        sender_address=setting.senderAddress,
+    )
 
 
-def check_unique_instance_ids(settings: list[SeedSetting]) -> None:
-    """Refuse two objects with one instanceID."""
-    ids = [setting.instanceID for setting in settings]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise ValueError(f"duplicate instanceID: {', '.join(duplicates)}")
+def exported_setting(row: SettingRecord) -> dict[str, Any]:
+    """The exported form of a stored object: the password only as its ciphertext."""
+    encrypted = row.password_encrypted.decode() if row.password_encrypted else None
+    return {**to_public(row), "passwordEncrypted": encrypted}
 
 
 class Seed(BaseModel):
@@ -121,17 +64,14 @@ class Seed(BaseModel):
 
     @model_validator(mode="after")
     def _unique(self) -> Seed:
-        check_unique_instance_ids(self.settings)
-        names = [user.name for user in self.users]
-        if len(names) != len(set(names)):
-            raise ValueError("duplicate user names")
+        check_unique(self.settings, (user.name for user in self.users))
         return self
 
     def setting_rows(self, box: SecretBox) -> list[EmailSettingRow]:
         """The objects a reset restores: the seed's, or the default object."""
         if not self.settings:
             return [default_setting()]
-        return [setting.to_row(box) for setting in self.settings]
+        return [setting_row(setting, box) for setting in self.settings]
 
 
 class SeedFileError(ConfigFileError):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy.orm import Session
@@ -23,9 +22,11 @@ from analytics_mock.db.repositories import (
     TestMailRepository,
 )
 from analytics_mock.errors import ObjectNotFound
+from analytics_mock.formats import vendor_time
 from analytics_mock.mail import (
     DeliveryOptions,
     DeliveryOutcome,
+    FailureKind,
     SmtpTarget,
     build_test_message,
     deliver_test_mail,
@@ -81,7 +82,7 @@ class MailPlan:
         )
 
 
-def plan_test_mail(session: Session, box: SecretBox, test_mail: TestMailIn) -> MailPlan:
+def plan_test_mail(session: Executor, box: SecretBox, test_mail: TestMailIn) -> MailPlan:
     """Overlay the request's settings on the stored ones and pick the password to use."""
     row = _stored_row(session)
     patch = test_mail.emailSetting or EmailSettingUpdate()
@@ -105,9 +106,18 @@ class Attempt:
 
 
 async def attempt_test_mail(
-    plan: MailPlan, mode: Mode, options: DeliveryOptions, clock: Any
+    plan: MailPlan,
+    mode: Mode,
+    options: DeliveryOptions,
+    clock: Any,
+    *,
+    injected_failure: str | None = None,
 ) -> Attempt:
-    """Deliver over SMTP, or in capture mode only build the message; never raises for a failure."""
+    """Deliver over SMTP, or in capture mode only build the message; never raises for a failure.
+
+    `injected_failure` (a failure kind the test controls asked for) ends the attempt failed
+    with that kind, in either mode, without sending anything.
+    """
     created = clock()
     target = plan.target()
     message = build_test_message(
@@ -117,7 +127,13 @@ async def attempt_test_mail(
         port=target.port,
         security=target.security,
     )
-    if mode == "capture":
+    if injected_failure is not None:
+        outcome = DeliveryOutcome(
+            delivered=False,
+            failure=FailureKind(injected_failure),
+            detail=f"{injected_failure} (injected by the test controls): not sent",
+        )
+    elif mode == "capture":
         count = len(plan.recipients)
         outcome = DeliveryOutcome(
             delivered=True,
@@ -151,11 +167,6 @@ def record_attempt(session: Session, plan: MailPlan, attempt: Attempt) -> None:
             message=attempt.message,
         )
     )
-
-
-def vendor_time(epoch: float) -> str:
-    """`yyyy-mm-ddThh:mm:ss.mmm+00:00`: milliseconds, the offset written out, never `Z`."""
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
 
 
 def job_body(plan: MailPlan, attempt: Attempt) -> dict[str, Any]:

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.orm import Session
 
 from analytics_mock.config_files import ConfigFileError, load_config_file
 from analytics_mock.db.models import UserRow
 from analytics_mock.db.repositories import UserRepository
 from analytics_mock.passwords import hash_password, is_password_hash, verify_password
+from analytics_mock.schemas.seed import Permission, UserName, reject_duplicates
 from analytics_mock.services.auth import SYSTEM_USER
-
-Permission = Literal["Admin", "Modify", "StorageOps", "UserManagement"]
-UserName = Annotated[
-    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^:\s\x00-\x1f\x7f]+$")
-]
 
 
 class UserSpec(BaseModel):
@@ -56,10 +45,7 @@ class UsersFile(BaseModel):
 
     @model_validator(mode="after")
     def _unique(self) -> UsersFile:
-        names = [user.name for user in self.users]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate user names: {', '.join(duplicates)}")
+        reject_duplicates((user.name for user in self.users), "user names")
         return self
 
 

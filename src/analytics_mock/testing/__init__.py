@@ -5,16 +5,20 @@ Cheap to import: the server stack is imported only when an emulator is built.
 
 from analytics_mock.testing.controls import ControlAPIError, MaintenanceSwitch, MockControls
 from analytics_mock.testing.emulators import (
+    IN_PROCESS_URL,
     AnalyticsMock,
     AnalyticsMockServer,
+    Emulator,
     ServerThread,
     isolated_settings,
 )
 
 __all__ = [
+    "IN_PROCESS_URL",
     "AnalyticsMock",
     "AnalyticsMockServer",
     "ControlAPIError",
+    "Emulator",
     "MaintenanceSwitch",
     "MockControls",
     "ServerThread",

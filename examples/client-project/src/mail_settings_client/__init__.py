@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 SETTINGS = "/Analytics/v1/objects/EmailServerSettings"
+TEST_MAIL = "/Analytics/v1/services/EmailServerSettings/actions/sendTestMail"
 
 
 class AnalyzerError(Exception):
@@ -56,6 +57,15 @@ class MailSettingsClient:
         """Point Analyzer at another mail server; the settings as stored."""
         body = {"hostname": hostname, "portNumber": port}
         return _mail_server(self._call("PUT", SETTINGS + "/mailServerSetting%230", json=body))
+
+    def send_test_mail(self, to: str) -> str | None:
+        """Have Analyzer send a test mail; None when it went out, else the failure kind."""
+        action = self._call("GET", TEST_MAIL)
+        action["parameters"][0]["destinationAddresses"] = [to]
+        job = self._call("POST", TEST_MAIL + "/invoke", json=action)
+        if job["state"] == "success":
+            return None
+        return str(job["result"][0]["failureKind"])
 
     def _call(self, method: str, path: str, json: object = None) -> dict[str, Any]:
         response = self._http.request(method, path, json=json)

@@ -1,0 +1,13 @@
+"""The vendor's value formats, shared by every layer that writes or checks them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+# The vendor's integers are Java ints, and each goes into an INTEGER column.
+MAX_INT = 2_147_483_647
+
+
+def vendor_time(epoch: float) -> str:
+    """`yyyy-mm-ddThh:mm:ss.mmm+00:00`: milliseconds, the offset written out, never `Z`."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
