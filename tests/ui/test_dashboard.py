@@ -282,3 +282,20 @@ def test_the_controls_work_from_the_keyboard(page: Any, server: ServerProcess) -
     with server.client() as http:
         assert http.get("/_mock/maintenance").json() == {"enabled": True}
         assert [f["status"] for f in http.get("/_mock/faults").json()["faults"]] == [503]
+
+
+def test_a_fault_with_headers_from_the_schema_driven_form(page: Any, server: ServerProcess) -> None:
+    open_dashboard(page, server)
+    form = page.locator("#fault-form")
+    expect(form.locator("#fault-headers")).to_have_count(1, timeout=LIVE)
+    form.locator("#fault-path").fill("/Analytics/*")
+    form.locator("#fault-status").fill("503")
+    form.locator("#fault-headers").fill('{"Retry-After": "7"}')
+    form.get_by_role("button", name="Add fault").click()
+    expect(page.locator("#error")).to_have_text("")
+    expect(page.locator("#faults tbody tr")).to_contain_text("Retry-After", timeout=LIVE)
+    with server.client() as http:
+        answer = http.get(SETTINGS_PATH, headers=ADMIN)
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["retry-after"] == "7"
+    assert answer.json()["application"] == "Analytics"

@@ -261,13 +261,15 @@ async function buildFaultForm() {
       if (node.minimum !== undefined) input.min = node.minimum;
       if (node.maximum !== undefined) input.max = node.maximum;
     } else if (node.type === "string") {
-      input = el("input", { id, type: "text" });
+      // Long texts (a fault's body) get a text area.
+      input = node.maxLength > 1000 ? el("textarea", { id, rows: "3" }) : el("input", { id, type: "text" });
       if (node.maxLength) input.maxLength = node.maxLength;
     } else {
       input = el("textarea", { id, rows: "2", placeholder: "JSON" });
     }
     input.dataset.field = name;
-    input.dataset.kind = node.enum ? "enum" : node.type || "json";
+    const scalar = ["boolean", "integer", "number", "string"].includes(node.type);
+    input.dataset.kind = node.enum ? "enum" : scalar ? node.type : "json";
     if (name === "path") input.value = "/Analytics/*";
     const wrap = el("div", { class: node.type === "boolean" ? "field check" : "field" });
     if (node.type === "boolean") wrap.append(input, label); else wrap.append(label, input);
