@@ -17,7 +17,7 @@ from analytics_mock.api import controls, email_settings, test_mail, ui
 from analytics_mock.api.controls_middleware import ControlsMiddleware
 from analytics_mock.api.errors import install_error_handlers
 from analytics_mock.api.middleware import HeadLimitMiddleware, VendorHttpMiddleware
-from analytics_mock.api.openapi import finish_openapi
+from analytics_mock.api.openapi import install_documents
 from analytics_mock.api.routes import DirectFront, DirectRoutes, call_endpoint
 from analytics_mock.runtime import Runtime, build_runtime
 from analytics_mock.schemas.controls import FaultIn, MailFailureIn, Maintenance, State
@@ -76,6 +76,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         ),
         lifespan=lifespan,
         redirect_slashes=False,
+        # Served by `install_documents`: two documents, and the docs page without a CDN.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.runtime = runtime
     install_error_handlers(app)
@@ -93,5 +97,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.include_router(ui.described)
         app.include_router(ui.page)
         request_models += [State, FaultIn, Maintenance, MailFailureIn]
-    finish_openapi(app, request_models)
+    install_documents(
+        app,
+        request_models,
+        controls=settings.control_api,
+        control_token=settings.control_token is not None,
+    )
     return app

@@ -458,13 +458,17 @@ async def test_control_api_can_be_off(make_client: Callable[..., httpx.AsyncClie
     async with make_client(control_api=False) as client:
         assert (await client.post("/_mock/reset")).status_code == 404
         assert "/_mock/reset" not in (await client.get("/openapi.json")).text
+        assert (await client.get("/_mock/openapi.json")).status_code == 404
         assert (await client.get("/healthz")).status_code == 200
 
 
-async def test_openapi_tags_the_controls(client: httpx.AsyncClient) -> None:
-    document = (await client.get("/openapi.json")).json()
+async def test_the_controls_have_their_own_document(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/_mock/openapi.json")).json()
     assert document["paths"]["/_mock/reset"]["post"]["tags"] == ["Test controls (emulator only)"]
     assert "FaultIn" in document["components"]["schemas"]
+    emulated = (await client.get("/openapi.json")).json()
+    assert not [path for path in emulated["paths"] if not path.startswith("/Analytics/v1/")]
+    assert "FaultIn" not in emulated["components"]["schemas"]
 
 
 async def test_two_processes_share_faults_and_journal(

@@ -124,11 +124,14 @@ async def test_openapi_describes_the_operations(client: httpx.AsyncClient) -> No
     assert {p["name"] for p in listing["parameters"]} >= {
         "$offset",
         "$count",
-        "page",
-        "pageSize",
+        "paging",
         "$order-by",
         "$query",
     }
+    # page and pageSize travel together, as one object parameter exploded into the query.
+    paging = next(p for p in listing["parameters"] if p["name"] == "paging")
+    assert (paging["style"], paging["explode"]) == ("form", True)
+    assert paging["schema"]["required"] == ["page", "pageSize"]
     body_ref = update["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     body_schema = document["components"]["schemas"][body_ref.rsplit("/", 1)[1]]
     assert set(body_schema["properties"]) == {

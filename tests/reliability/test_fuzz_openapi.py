@@ -1,16 +1,22 @@
-"""Schemathesis against the app's own `/openapi.json`, in process, on every operation.
+"""Schemathesis against the app's own two documents, in process, on every operation.
 
 The app is `create_app` over a fresh SQLite database (and over a fresh PostgreSQL schema too
 when ANALYTICS_MOCK_TEST_POSTGRES_URL is set), test mails captured, never sent. Each operation
-of the document (the emulated API and the test controls) gets pinned boundary cases, then up
-to `BUDGET` positive and `BUDGET` negative generated cases under a fixed seed, every call
-authenticated as system/manager. Every response is checked by schemathesis (not a server
-error, status code listed in the document, content type, response schema) and against the
-README's promises (the vendor's envelope on every 4xx/5xx, the vendor's headers on every
-response). An exception that escapes the app in process is a 500 over a real server.
+of `/openapi.json` (the emulated API) and `/_mock/openapi.json` (the test controls) gets pinned
+boundary cases, then up to `BUDGET` positive and `BUDGET` negative generated cases under a
+fixed seed, every call authenticated as system/manager. Every response is checked by every
+check schemathesis has (among them: positive data accepted, negative data rejected, status
+code, headers and body as documented, authentication enforced) and against the README's
+promises (the vendor's envelope on every 4xx/5xx, the vendor's headers on every response).
+An exception that escapes the app in process is a 500 over a real server. Schemathesis's
+coverage phase is left out: with the documents' host and mail-address patterns it spends
+about a second per case; the methods a path lacks, which it would probe, are checked one by
+one in tests/api/test_openapi_document.py.
 
 The state is reset before each operation, so an operation that changes it (maintenance, fault
-rules, an imported state) cannot spoil another's run; no operation is excluded.
+rules, an imported state) cannot spoil another's run; no operation is excluded. A userId is
+stored first: whether `authenticationEnabled: true` needs one depends on the stored settings,
+which no schema can say, and with one stored every body the document admits is accepted.
 """
 
 from __future__ import annotations
@@ -30,32 +36,30 @@ import schemathesis
 from hypothesis import HealthCheck, Phase
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.core.failures import FailureGroup
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from schemathesis.specs.openapi.checks import ignored_auth
 
 from analytics_mock.testing import AnalyticsMock, isolated_settings
 from tests.reliability.conftest import BACKEND_PARAMS
 from tests.reliability.support import ENVELOPE_KEYS
 from tests.servers import POSTGRES_URL, postgres_schema_url
 
-# About 25 s per backend on a 2-core machine: 1,844 cases each.
 pytestmark = pytest.mark.slow
 
 FUZZ_SEED = 20_251_124
 BUDGET = 100  # generated cases per operation and generation mode
 MIN_TOTAL_CASES = 1_000
 ADMIN = {"Authorization": "Basic " + base64.b64encode(b"system:manager").decode()}
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-]
+DOCUMENTS = ("/openapi.json", "/_mock/openapi.json")
+
+
+def all_checks() -> list[Any]:
+    """Every check schemathesis registers, the data acceptance and rejection ones included."""
+    load_all_checks()
+    return list(CHECKS.get_all())
+
+
 VENDOR_HEADERS = {
     "cache-control": "no-cache",
     "x-frame-options": "SAMEORIGIN",
@@ -64,6 +68,7 @@ VENDOR_HEADERS = {
     "content-security-policy": "frame-ancestors 'self'",
 }
 BIG = [2**31, 2**63]  # past PostgreSQL's INTEGER and SQLite's INTEGER
+SETTING_PATH = "/Analytics/v1/objects/EmailServerSettings/mailServerSetting%230"
 
 
 class ServerErrorsFound(AssertionError):
@@ -83,16 +88,20 @@ class Budget:
     """How many cases an operation must have run (its input space may be tiny)."""
 
     min_cases: int
+    examples: int = BUDGET  # generated cases asked for, per generation mode
 
 
 # Every operation of the document with the cases it must at least run. An operation without
 # inputs has exactly one distinct case; the others run their pinned cases and 2 x BUDGET.
 OPERATIONS: dict[str, Budget] = {
-    "GET /Analytics/v1/objects/EmailServerSettings": Budget(2 * BUDGET),
-    "PUT /Analytics/v1/objects/EmailServerSettings/{id}": Budget(2 * BUDGET),
+    # The emulated API's document has four operations, so each asks for more.
+    "GET /Analytics/v1/objects/EmailServerSettings": Budget(6 * BUDGET, 3 * BUDGET),
+    "PUT /Analytics/v1/objects/EmailServerSettings/{id}": Budget(6 * BUDGET, 3 * BUDGET),
     "GET /Analytics/v1/services/EmailServerSettings/actions/sendTestMail": Budget(1),
+    # Hypothesis makes about a third of the negative invoke bodies asked for: most mutations of
+    # the nested Action still match its patterns and are thrown away.
     "POST /Analytics/v1/services/EmailServerSettings/actions/sendTestMail/invoke": Budget(
-        2 * BUDGET
+        BUDGET, 3 * BUDGET // 2
     ),
     "GET /healthz": Budget(1),
     "GET /readyz": Budget(1),
@@ -214,6 +223,8 @@ class Findings:
     """What one operation's run found, by kind, with one reproduction per distinct failure."""
 
     cases: int = 0
+    excused: int = 0
+    auth_checked: bool = False
     server_errors: dict[str, str] = field(default_factory=dict)
     mismatches: dict[str, str] = field(default_factory=dict)
     violations: dict[str, str] = field(default_factory=dict)
@@ -229,6 +240,25 @@ class Findings:
                 raise kind(
                     f"{label}: {len(found)} distinct failure(s) in {self.cases} cases:\n{details}"
                 )
+
+
+def unexpressible(case: Any) -> bool:
+    """A state import that breaks a rule of its description that JSON Schema cannot state.
+
+    Instance ids and user names must be unique (an array's `uniqueItems` compares whole items,
+    not one member of them), a `passwordEncrypted` must be a ciphertext of this server's
+    secret key and a `passwordHash` a hash the server can verify, as `GET /_mock/state`
+    exports them.
+    """
+    if case.operation.label != "PUT /_mock/state" or not isinstance(case.body, dict):
+        return False
+    settings = case.body.get("settings") or []
+    users = case.body.get("users") or []
+    ids = [item.get("instanceID") for item in settings if isinstance(item, dict)]
+    names = [item.get("name") for item in users if isinstance(item, dict)]
+    encrypted = any(isinstance(item, dict) and item.get("passwordEncrypted") for item in settings)
+    hashed = any(isinstance(item, dict) and item.get("passwordHash") is not None for item in users)
+    return len(set(ids)) < len(ids) or len(set(names)) < len(names) or encrypted or hashed
 
 
 def reproduction(case: Any) -> str:
@@ -267,10 +297,17 @@ def check_case(case: Any, findings: Findings) -> None:
         key = f"exception {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
         findings.server_errors.setdefault(key, reproduction(case))
         return
+    # ignored_auth probes a successful call again without and with wrong credentials; once per
+    # operation is enough, as in schemathesis's own runner.
+    checks = [c for c in all_checks() if not (findings.auth_checked and c is ignored_auth)]
+    findings.auth_checked = findings.auth_checked or 200 <= response.status_code < 300
     try:
-        case.validate_response(response, checks=CHECKS, headers=ADMIN)
+        case.validate_response(response, checks=checks, headers=ADMIN)
     except FailureGroup as group:
         for failure in group.exceptions:
+            if failure.title == "Schema-valid request rejected" and unexpressible(case):
+                findings.excused += 1
+                continue
             first_line = (failure.message.splitlines() or [""])[0]
             key = f"{failure.title}: {first_line[:160]}"
             target = findings.server_errors if response.status_code >= 500 else findings.mismatches
@@ -287,7 +324,7 @@ def fuzz_operation(operation: Any, findings: Findings) -> None:
 
         @hypothesis.seed(seed)
         @hypothesis.settings(
-            max_examples=BUDGET,
+            max_examples=OPERATIONS[operation.label].examples,
             derandomize=False,
             database=None,
             deadline=None,
@@ -310,7 +347,6 @@ def fuzz_operation(operation: Any, findings: Findings) -> None:
 @dataclass
 class FuzzTarget:
     mock: AnalyticsMock
-    schema: Any
     operations: dict[str, Any]
 
 
@@ -339,13 +375,14 @@ def fuzz_targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
                 config = schemathesis.Config.from_dict(
                     {"output": {"sanitization": {"enabled": False}}}
                 )
-                schema: Any = schemathesis.openapi.from_asgi(
-                    "/openapi.json", mock.app, config=config
-                )
                 operations = {
-                    result.ok().label: result.ok() for result in schema.get_all_operations()
+                    result.ok().label: result.ok()
+                    for document in DOCUMENTS
+                    for result in schemathesis.openapi.from_asgi(
+                        document, mock.app, config=config
+                    ).get_all_operations()
                 }
-                targets[backend] = FuzzTarget(mock, schema, operations)
+                targets[backend] = FuzzTarget(mock, operations)
             return targets[backend]
 
         yield get
@@ -354,7 +391,13 @@ def fuzz_targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
 def test_every_operation_has_a_budget(fuzz_targets: Callable[[str], FuzzTarget]) -> None:
     operations = fuzz_targets("sqlite").operations
     assert set(operations) == set(OPERATIONS), "give new operations a budget in OPERATIONS"
-    assert sum(budget.min_cases for budget in OPERATIONS.values()) >= MIN_TOTAL_CASES
+    for emulated in (True, False):
+        cases = sum(
+            budget.min_cases
+            for label, budget in OPERATIONS.items()
+            if (" /Analytics/" in label) == emulated
+        )
+        assert cases >= MIN_TOTAL_CASES, (emulated, cases)
 
 
 @pytest.mark.parametrize(("backend", "label"), list(fuzz_params()))
@@ -363,6 +406,8 @@ def test_operation_conforms(
 ) -> None:
     target = fuzz_targets(backend)
     target.mock.reset()
+    stored = target.mock.client.put(SETTING_PATH, json={"userId": "fuzz"})
+    assert stored.status_code == 200, stored.text
     findings = Findings()
     fuzz_operation(target.operations[label], findings)
     assert findings.cases >= OPERATIONS[label].min_cases, findings.cases
@@ -391,7 +436,7 @@ def test_control_api_documents_its_error_responses(tmp_path: Path) -> None:
         control_token="doc-control-token",
     )
     with AnalyticsMock(settings) as mock:
-        document = mock.app.openapi()
+        document = mock.client.get("/_mock/openapi.json").json()
     missing: dict[str, set[str]] = {}
     for path, operations in document["paths"].items():
         for method, operation in operations.items():

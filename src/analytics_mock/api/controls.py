@@ -28,12 +28,15 @@ from analytics_mock.formats import MAX_INT
 from analytics_mock.schemas.controls import (
     Fault,
     FaultIn,
+    Health,
     JournalEntry,
     MailFailure,
     MailFailureIn,
     Maintenance,
+    ResetDone,
     State,
     TestMailRecord,
+    UnlockedUser,
 )
 from analytics_mock.services import controls as service
 from analytics_mock.services.journal import journal_body
@@ -90,7 +93,12 @@ async def control_body(request: Request) -> object:
 ControlBody = Annotated[object, Depends(control_body)]
 
 
-@router.post("/reset", summary="Return to the seed state")
+@router.post(
+    "/reset",
+    summary="Return to the seed state",
+    operation_id="resetEmulator",
+    responses={200: {"model": ResetDone}},
+)
 def reset(runtime: RuntimeDep) -> dict[str, bool]:
     """Settings, users' lock state, tokens, journal, faults, maintenance and test mails.
 
@@ -101,7 +109,12 @@ def reset(runtime: RuntimeDep) -> dict[str, bool]:
     return {"reset": True}
 
 
-@router.get("/state", summary="Export the emulated state")
+@router.get(
+    "/state",
+    summary="Export the emulated state",
+    operation_id="getState",
+    responses={200: {"model": State}},
+)
 async def get_state(runtime: RuntimeDep) -> dict[str, Any]:
     """Settings, users, maintenance and faults; passwords only encrypted or hashed."""
     return await runtime.db.read(orm(service.export_state))
@@ -110,9 +123,10 @@ async def get_state(runtime: RuntimeDep) -> dict[str, Any]:
 @router.put(
     "/state",
     summary="Import the emulated state",
+    operation_id="putState",
     openapi_extra=json_request_body(State),
     # Fault rules may carry bodies of their own, so a state document can outgrow the limit.
-    responses=error_responses(413),
+    responses={200: {"model": State}, **error_responses(413)},
 )
 async def put_state(document: ControlBody, runtime: RuntimeDep) -> dict[str, Any]:
     """Replace settings, users, maintenance and faults; every session ends."""
@@ -126,7 +140,10 @@ async def put_state(document: ControlBody, runtime: RuntimeDep) -> dict[str, Any
 
 
 @router.get(
-    "/requests", summary="Read the request journal", response_model=dict[str, list[JournalEntry]]
+    "/requests",
+    summary="Read the request journal",
+    operation_id="listRequests",
+    response_model=dict[str, list[JournalEntry]],
 )
 async def get_requests(
     runtime: RuntimeDep,
@@ -161,14 +178,21 @@ async def get_requests(
     return JSONResponse({"requests": await runtime.db.read(orm(entries))})
 
 
-@router.delete("/requests", status_code=204, summary="Empty the request journal")
+@router.delete(
+    "/requests", status_code=204, summary="Empty the request journal", operation_id="clearRequests"
+)
 async def delete_requests(runtime: RuntimeDep) -> Response:
     """Forget every journalled call."""
     await runtime.db.write(lambda connection: JournalRepository(connection).clear())
     return Response(status_code=204)
 
 
-@router.get("/faults", summary="List fault rules", response_model=dict[str, list[Fault]])
+@router.get(
+    "/faults",
+    summary="List fault rules",
+    operation_id="listFaults",
+    response_model=dict[str, list[Fault]],
+)
 async def get_faults(runtime: RuntimeDep) -> dict[str, Any]:
     """Every fault rule in the order it is matched."""
     return {"faults": await runtime.db.read(orm(service.list_faults))}
@@ -178,6 +202,7 @@ async def get_faults(runtime: RuntimeDep) -> dict[str, Any]:
     "/faults",
     status_code=201,
     summary="Add a fault rule",
+    operation_id="addFault",
     response_model=Fault,
     openapi_extra=json_request_body(FaultIn),
 )
@@ -188,14 +213,21 @@ async def post_fault(document: ControlBody, runtime: RuntimeDep) -> dict[str, An
     return await runtime.db.write(orm(partial(service.add_fault, fault=fault, now=runtime.clock())))
 
 
-@router.delete("/faults", status_code=204, summary="Remove every fault rule")
+@router.delete(
+    "/faults", status_code=204, summary="Remove every fault rule", operation_id="clearFaults"
+)
 async def delete_faults(runtime: RuntimeDep) -> Response:
     """No fault rule remains."""
     await runtime.db.write(orm(service.clear_faults))
     return Response(status_code=204)
 
 
-@router.delete("/faults/{fault_id}", status_code=204, summary="Remove one fault rule")
+@router.delete(
+    "/faults/{fault_id}",
+    status_code=204,
+    summary="Remove one fault rule",
+    operation_id="deleteFault",
+)
 async def delete_fault(
     fault_id: Annotated[int, Path(ge=0, le=MAX_INT)], runtime: RuntimeDep
 ) -> Response:
@@ -205,7 +237,12 @@ async def delete_fault(
     return Response(status_code=204)
 
 
-@router.get("/maintenance", summary="Read the maintenance switch", response_model=Maintenance)
+@router.get(
+    "/maintenance",
+    summary="Read the maintenance switch",
+    operation_id="getMaintenance",
+    response_model=Maintenance,
+)
 async def get_maintenance(runtime: RuntimeDep) -> dict[str, bool]:
     """Whether every emulated call answers 412."""
     return {"enabled": await runtime.db.read(orm(service.maintenance_enabled))}
@@ -214,6 +251,7 @@ async def get_maintenance(runtime: RuntimeDep) -> dict[str, bool]:
 @router.put(
     "/maintenance",
     summary="Turn maintenance on or off",
+    operation_id="putMaintenance",
     response_model=Maintenance,
     openapi_extra=json_request_body(Maintenance),
 )
@@ -227,6 +265,7 @@ async def put_maintenance(document: ControlBody, runtime: RuntimeDep) -> dict[st
 @router.get(
     "/test-mails",
     summary="Read the test-mail record",
+    operation_id="listTestMails",
     response_model=dict[str, list[TestMailRecord]],
 )
 async def get_test_mails(
@@ -237,7 +276,12 @@ async def get_test_mails(
     return JSONResponse({"testMails": mails})
 
 
-@router.delete("/test-mails", status_code=204, summary="Empty the test-mail record")
+@router.delete(
+    "/test-mails",
+    status_code=204,
+    summary="Empty the test-mail record",
+    operation_id="clearTestMails",
+)
 async def delete_test_mails(runtime: RuntimeDep) -> Response:
     """Forget every test-mail attempt."""
     await runtime.db.write(orm(lambda session: TestMailRepository(session).clear()))
@@ -248,6 +292,7 @@ async def delete_test_mails(runtime: RuntimeDep) -> Response:
     "/test-mail-failures",
     status_code=201,
     summary="Make the next test mails fail",
+    operation_id="addTestMailFailure",
     response_model=MailFailure,
     openapi_extra=json_request_body(MailFailureIn),
 )
@@ -257,7 +302,12 @@ async def post_mail_failure(document: ControlBody, runtime: RuntimeDep) -> dict[
     return await runtime.db.write(orm(partial(service.add_mail_failure, failure=failure)))
 
 
-@router.delete("/test-mail-failures", status_code=204, summary="Let test mails through again")
+@router.delete(
+    "/test-mail-failures",
+    status_code=204,
+    summary="Let test mails through again",
+    operation_id="clearTestMailFailures",
+)
 async def delete_mail_failures(runtime: RuntimeDep) -> Response:
     """No injected test-mail failure remains."""
     await runtime.db.write(orm(service.clear_mail_failures))
@@ -265,7 +315,12 @@ async def delete_mail_failures(runtime: RuntimeDep) -> Response:
 
 
 # `:path`, because an account name may hold a "/" (sent as %2F).
-@router.post("/users/{name:path}/unlock", summary="Unlock an account")
+@router.post(
+    "/users/{name:path}/unlock",
+    summary="Unlock an account",
+    operation_id="unlockUser",
+    responses={200: {"model": UnlockedUser}},
+)
 async def unlock(name: str, runtime: RuntimeDep) -> dict[str, Any]:
     """Clear the account's failures and lock; 404 when there is no such account."""
     if "\x00" in name or not await runtime.db.write(orm(partial(unlock_user, name=name))):
@@ -273,7 +328,7 @@ async def unlock(name: str, runtime: RuntimeDep) -> dict[str, Any]:
     return {"name": name, "locked": False}
 
 
-@health.get("/healthz", summary="Alive")
+@health.get("/healthz", summary="Alive", operation_id="healthz", response_model=Health)
 async def healthz() -> dict[str, str]:
     """The process answers."""
     return {"status": "ok"}
@@ -282,7 +337,11 @@ async def healthz() -> dict[str, str]:
 @health.get(
     "/readyz",
     summary="Ready: database reachable and migrated",
-    responses={503: {"description": "The database does not answer, or is not migrated."}},
+    operation_id="readyz",
+    responses={
+        200: {"model": Health},
+        503: {"model": Health, "description": "The database does not answer, or is not migrated."},
+    },
 )
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     """200 when the database answers at the newest schema revision, else 503."""

@@ -28,35 +28,97 @@ from analytics_mock.services import email_settings as service
 router = APIRouter(prefix="/Analytics/v1", tags=["EmailServerSettings"], route_class=DirectRoute)
 
 
-def _integer(name: str, minimum: int) -> dict[str, Any]:
+def _integer(minimum: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": minimum, "maximum": MAX_INT}
+
+
+def _integer_parameter(name: str, minimum: int) -> dict[str, Any]:
     return {
         "name": name,
         "in": "query",
         "required": False,
-        "schema": {"type": "integer", "minimum": minimum, "maximum": MAX_INT},
+        "schema": _integer(minimum),
         "description": f"Integer from {minimum} to {MAX_INT}.",
     }
 
 
-def _text(name: str, description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": {"type": "string"},
-        "description": description,
-    }
+_END = "(?![\\s\\S])"
+_STRING_ATTRIBUTE = "(?:instanceID|hostname|userId|senderAddress|secureConnection)"
+_ATTRIBUTE = f"(?:{_STRING_ATTRIBUTE}|authenticationEnabled|portNumber)"
+_TEXT = "'(?:[^'\\x00]|'')*'"
+_NUMBER = "-?[0-9]{1,18}"
+_BOOLEAN = "(?:true|false)"
+_IN = "(?: not)? in "
 
+
+def _listed(value: str) -> str:
+    return f"\\[{value}(?:,{value})*\\]"
+
+
+_CONDITION = (
+    "(?:"
+    + "|".join(
+        (
+            f"{_STRING_ATTRIBUTE} (?:eq|ne|gt|lt|ge|le|starts|ends) {_TEXT}",
+            f"portNumber (?:eq|ne|gt|lt|ge|le) {_NUMBER}",
+            f"authenticationEnabled (?:eq|ne) {_BOOLEAN}",
+            f"{_STRING_ATTRIBUTE}{_IN}{_listed(_TEXT)}",
+            f"portNumber{_IN}{_listed(_NUMBER)}",
+            f"authenticationEnabled{_IN}{_listed(_BOOLEAN)}",
+        )
+    )
+    + ")"
+)
+# The patterns are the plainest form of each grammar, which every client can write; the server
+# also takes more spacing, upper-case keywords, symbols for operators and parentheses.
+QUERY_PATTERN = f"^{_CONDITION}(?: (?:and|or) {_CONDITION})*{_END}"
+ORDER_BY_PATTERN = (
+    f"^(?![\\s\\S]*\\b({_ATTRIBUTE})\\b[\\s\\S]*\\b\\1\\b)"
+    f"{_ATTRIBUTE}(?: (?:ASC|DESC))?(?:,{_ATTRIBUTE}(?: (?:ASC|DESC))?)*{_END}"
+)
 
 # Documented here rather than declared in the signature: FastAPI would validate each declared
 # parameter on every call, work that `list_window` does anyway, with the vendor's messages.
 LIST_PARAMETERS = [
-    _integer("$offset", 0),
-    _integer("$count", 1),
-    _integer("page", 1),
-    _integer("pageSize", 1),
-    _text("$order-by", "attr [ASC|DESC], comma separated."),
-    _text("$query", "The vendor's filter grammar."),
+    _integer_parameter("$offset", 0),
+    _integer_parameter("$count", 1),
+    {
+        # page and pageSize come together or not at all; an object parameter, exploded into
+        # the query, is how OpenAPI says so.
+        "name": "paging",
+        "in": "query",
+        "required": False,
+        "style": "form",
+        "explode": True,
+        "schema": {
+            "type": "object",
+            "properties": {"page": _integer(1), "pageSize": _integer(1)},
+            "required": ["page", "pageSize"],
+        },
+        "description": (
+            "`page` and `pageSize` (each 1 to 2147483647), given together; they take priority "
+            "over `$offset` and `$count`."
+        ),
+    },
+    {
+        "name": "$order-by",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 4096, "pattern": ORDER_BY_PATTERN},
+        "description": "attr [ASC|DESC], comma separated, each attribute once.",
+    },
+    {
+        "name": "$query",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 4096, "pattern": QUERY_PATTERN},
+        "description": (
+            "The vendor's filter grammar on the 7 attributes: `and`/`or`, parentheses, "
+            "`eq = ne <> != gt > lt < ge >= le <= starts ends`, `in [..]`, `not in [..]`, "
+            "strings in single quotes with '' as escape, numbers, true/false; keywords in any "
+            "case. The pattern gives the plainest form of it."
+        ),
+    },
 ]
 
 
@@ -120,8 +182,12 @@ def list_window(request: Request) -> service.ListWindow:
 @router.get(
     "/objects/EmailServerSettings",
     summary="List the mail server settings",
+    operation_id="listEmailServerSettings",
     response_class=JSONResponse,
-    responses={200: {"model": EmailSettingCollection}, **error_responses(400, 401, 403, 406, 412)},
+    responses={
+        200: {"model": EmailSettingCollection},
+        **error_responses(400, 401, 403, 406, 412),
+    },
     openapi_extra={"parameters": LIST_PARAMETERS},
 )
 async def list_email_settings(request: Request) -> Response:
@@ -146,6 +212,7 @@ def _rendered_list(connection: Executor, dialect: str, window: service.ListWindo
 @router.put(
     "/objects/EmailServerSettings/{id}",
     summary="Update the mail server settings",
+    operation_id="updateEmailServerSetting",
     response_class=JSONResponse,
     responses={
         200: {"model": EmailSetting},

@@ -7,8 +7,10 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import Scope
 
 from analytics_mock.errors import (
@@ -70,12 +72,31 @@ def error_response(scope: Scope, error: DomainError) -> Response:
     )
 
 
-def _from_http_exception(exc: StarletteHTTPException) -> DomainError:
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app: Starlette, scope: Scope) -> str:
+    """Every method that some route takes at this request's path, as `Allow` lists them."""
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**scope, "method": method})[0] is Match.FULL
+            for route in app.router.routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
+def _from_http_exception(exc: StarletteHTTPException, request: Request) -> DomainError:
     if exc.status_code == 404:
         return ResourceNotFound("The requested resource was not found.")
     if exc.status_code == 405:
+        # Starlette names the methods of the first route at the path only; a resource such as
+        # /_mock/faults has one route per method.
+        allow = allowed_methods(request.app, request.scope) or (exc.headers or {}).get("Allow", "")
         return MethodNotAllowed(
-            "The method is not allowed for this resource.", headers=dict(exc.headers or {})
+            "The method is not allowed for this resource.", headers={"Allow": allow}
         )
     # Anything else the framework raises has no vendor kind of its own.
     return DomainError(str(exc.detail), status=exc.status_code)
@@ -98,7 +119,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http_exception(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        return error_response(request.scope, _from_http_exception(exc))
+        return error_response(request.scope, _from_http_exception(exc, request))
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

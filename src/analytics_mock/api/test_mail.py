@@ -38,8 +38,9 @@ def delivery_options(runtime: Runtime) -> DeliveryOptions:
 @router.get(
     ACTION_PATH,
     summary="Prepare a test mail",
+    operation_id="prepareSendTestMail",
     response_class=JSONResponse,
-    responses={200: {"model": SendTestMailAction}, **error_responses(401, 403, 404, 406, 412)},
+    responses={200: {"model": SendTestMailAction}, **error_responses(400, 401, 403, 404, 406, 412)},
 )
 async def prepare_test_mail(request: Request) -> JSONResponse:
     """GET the Action to invoke, with the stored settings as its parameter."""
@@ -52,6 +53,7 @@ async def prepare_test_mail(request: Request) -> JSONResponse:
 @router.post(
     ACTION_PATH + "/invoke",
     summary="Send a test mail",
+    operation_id="invokeSendTestMail",
     response_class=JSONResponse,
     responses={200: {"model": Job}, **error_responses(400, 401, 403, 404, 406, 412, 413, 415)},
     openapi_extra=json_request_body(SendTestMailActionIn),

@@ -11,7 +11,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from analytics_mock.validation import is_host, is_mail_address
+from analytics_mock.validation import (
+    HOST_PATTERN,
+    MAIL_ADDRESS_PATTERN,
+    PASSWORD_PATTERN,
+    is_host,
+    is_mail_address,
+)
 
 SecureConnection = Literal["TLS", "Plain", "STARTTLS"]
 SECURE_CONNECTIONS: tuple[str, ...] = ("TLS", "Plain", "STARTTLS")
@@ -43,6 +49,9 @@ def _port(value: object) -> object:
     number: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
+    elif isinstance(value, float) and value.is_integer():
+        # 25.0 is the integer 25 to JSON Schema, and so to the published document.
+        number = int(value)
     elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
         number = int(value)
     if number is None or not 1 <= number <= 65535:
@@ -96,51 +105,117 @@ def _instance_id(value: object) -> object:
     raise _invalid("must be a string or a number")
 
 
-_STRING_SCHEMA = {"type": "string"}
+_NULL = {"type": "null"}
+# The string forms the coercion rules take: "true"/"false", and 1 to 10 decimal digits of a
+# number from 1 to 65535 (leading zeros allowed).
+_BOOLEAN_TEXT = {"type": "string", "enum": ["true", "false"]}
+_PORT_TEXT = {
+    "type": "string",
+    "pattern": (
+        "^(?=[0-9]{1,10}(?![\\s\\S]))0*"
+        "(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+        "(?![\\s\\S])"
+    ),
+}
+# 1 to 255 bytes of UTF-8 without control characters. A schema counts characters, not bytes:
+# any 63 characters fit, and so do 255 of printable ASCII.
+USER_ID_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 255,
+    "pattern": "^[^\\x00-\\x1f\\x7f]*(?![\\s\\S])",
+    "anyOf": [
+        {"type": "string", "maxLength": 63},
+        {"type": "string", "pattern": "^[\\x20-\\x7e]*(?![\\s\\S])"},
+    ],
+    "description": "1 to 255 bytes of UTF-8, no control characters.",
+}
+HOST_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 255,
+    "pattern": HOST_PATTERN,
+    "description": "An IPv4 or IPv6 address (no brackets, no zone) or a host name.",
+}
+MAIL_ADDRESS_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "minLength": 3,
+    "maxLength": 254,
+    "pattern": MAIL_ADDRESS_PATTERN,
+    "description": "An RFC 5321 mailbox, ASCII only.",
+}
+PASSWORD_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "format": "byte",
+    "minLength": 4,
+    "maxLength": 340,
+    "pattern": PASSWORD_PATTERN,
+    "description": "Base64 (standard alphabet, padded) of 1 to 255 bytes.",
+}
+
+
+def _nullable(*schemas: dict[str, Any], description: str | None = None) -> WithJsonSchema:
+    schema: dict[str, Any] = {"anyOf": [*schemas, _NULL]}
+    if description:
+        schema["description"] = description
+    return WithJsonSchema(schema)
+
 
 InstanceIdIn = Annotated[
     None,
     BeforeValidator(_instance_id),
-    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "number"}], "description": "Ignored."}),
+    _nullable({"type": "string"}, {"type": "number"}, description="Ignored: the path names it."),
 ]
-HostnameIn = Annotated[
-    str | None,
-    BeforeValidator(_hostname),
-    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 255}),
+HostnameIn = Annotated[str | None, BeforeValidator(_hostname), _nullable(HOST_SCHEMA)]
+BooleanIn = Annotated[
+    bool | None, BeforeValidator(_boolean), _nullable({"type": "boolean"}, _BOOLEAN_TEXT)
 ]
-BooleanIn = Annotated[bool | None, BeforeValidator(_boolean), WithJsonSchema({"type": "boolean"})]
 UserIdIn = Annotated[
     str | None,
     BeforeValidator(_user_id),
-    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 255}),
+    _nullable(
+        USER_ID_SCHEMA,
+        description="Required when the resulting authenticationEnabled is"
+        " true and no userId is stored.",
+    ),
 ]
+# Read only when updatePassword is true (see the model's `if`); otherwise any value is ignored.
 PasswordIn = Annotated[
     Any,
     WithJsonSchema(
-        {"type": "string", "format": "byte", "description": "Base64 of 1 to 255 bytes."}
+        {
+            "description": "Base64 (standard, padded) of 1 to 255 bytes; read only when"
+            " updatePassword is true, otherwise ignored unseen."
+        }
     ),
 ]
-SenderIn = Annotated[
-    str | None,
-    BeforeValidator(_sender),
-    WithJsonSchema({"type": "string", "format": "email", "maxLength": 254}),
-]
+SenderIn = Annotated[str | None, BeforeValidator(_sender), _nullable(MAIL_ADDRESS_SCHEMA)]
 SecureConnectionIn = Annotated[
     str | None,
     BeforeValidator(_secure_connection),
-    WithJsonSchema({"type": "string", "enum": list(SECURE_CONNECTIONS)}),
+    _nullable({"type": "string", "enum": list(SECURE_CONNECTIONS)}),
 ]
 PortIn = Annotated[
     int | None,
     BeforeValidator(_port),
-    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 65535}),
+    _nullable({"type": "integer", "minimum": 1, "maximum": 65535}, _PORT_TEXT),
 ]
+# updatePassword true (or "true") needs a password, and then reads it.
+_PASSWORD_RULE: dict[str, Any] = {
+    "if": {
+        "properties": {"updatePassword": {"enum": [True, "true"]}},
+        "required": ["updatePassword"],
+    },
+    "then": {"properties": {"password": PASSWORD_SCHEMA}, "required": ["password"]},
+}
 
 
 class EmailSettingUpdate(BaseModel):
     """The PUT body: every member optional; omitted or null keeps the stored value."""
 
-    model_config = ConfigDict(extra="forbid", title="EmailSettingUpdate")
+    model_config = ConfigDict(
+        extra="forbid", title="EmailSettingUpdate", json_schema_extra=_PASSWORD_RULE
+    )
 
     instanceID: InstanceIdIn = None  # noqa: N815 - the vendor's member names
     hostname: HostnameIn = None
@@ -168,6 +243,13 @@ class EmailSetting(BaseModel):
     portNumber: int  # noqa: N815
 
 
+def _not_null(schema: dict[str, Any]) -> None:
+    """Drop the null branch of an optional member that is left out rather than sent as null."""
+    branches = [branch for branch in schema.pop("anyOf", []) if branch.get("type") != "null"]
+    schema.update(branches[0] if len(branches) == 1 else {"anyOf": branches})
+    schema.pop("default", None)
+
+
 class Pagination(BaseModel):
     """Where the returned window sits in the matching objects."""
 
@@ -183,7 +265,8 @@ class EmailSettingCollection(BaseModel):
     model_config = ConfigDict(title="EmailSettingCollection")
 
     data: list[EmailSetting]
-    pagination: Pagination | None = Field(default=None, json_schema_extra={"nullable": False})
+    # Absent, never null, when nothing matches.
+    pagination: Pagination | None = Field(default=None, json_schema_extra=_not_null)
     count: int
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.config import JsonDict
 
 from analytics_mock.schemas.email_settings import (
+    PASSWORD_SCHEMA,
+    USER_ID_SCHEMA,
     BooleanIn,
     HostnameIn,
     PortIn,
@@ -26,11 +29,46 @@ InstanceId = Annotated[
     str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
 ]
 
+_NOT_NULL = ("hostname", "portNumber", "secureConnection", "authenticationEnabled", "senderAddress")
+
+
+def _seed_setting_schema(schema: JsonDict) -> None:
+    """The rules of `SeedSetting._consistent`, as its JSON schema."""
+    properties = cast(dict[str, JsonDict], schema["properties"])
+    for name in _NOT_NULL:
+        branches = cast(list[JsonDict], properties[name].pop("anyOf"))
+        kept = [branch for branch in branches if branch != {"type": "null"}]
+        properties[name].update(kept[0] if len(kept) == 1 else cast(JsonDict, {"anyOf": kept}))
+    # Python's `$` also matches before a final newline, which the server refuses.
+    properties["instanceID"]["pattern"] = "^[^\\x00-\\x1f\\x7f]+(?![\\s\\S])"
+    properties["password"] = {"anyOf": [PASSWORD_SCHEMA, {"type": "null"}], "default": None}
+    properties["passwordEncrypted"]["description"] = (
+        "The stored ciphertext that GET /_mock/state exports, readable with the same secret key."
+    )
+    schema["allOf"] = [
+        {
+            "if": {
+                "properties": {"authenticationEnabled": {"enum": [True, "true"]}},
+                "required": ["authenticationEnabled"],
+            },
+            "then": {"properties": {"userId": USER_ID_SCHEMA}, "required": ["userId"]},
+        },
+        {
+            "not": {
+                "properties": {
+                    "password": {"type": "string"},
+                    "passwordEncrypted": {"type": "string"},
+                },
+                "required": ["password", "passwordEncrypted"],
+            }
+        },
+    ]
+
 
 class SeedSetting(BaseModel):
     """One settings object; members left out take the default object's values."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_seed_setting_schema)
 
     instanceID: InstanceId  # noqa: N815 - the vendor's member names
     hostname: HostnameIn = "localhost"

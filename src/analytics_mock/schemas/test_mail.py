@@ -7,7 +7,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from analytics_mock.schemas.email_settings import EmailSetting, EmailSettingUpdate
+from analytics_mock.schemas.email_settings import (
+    MAIL_ADDRESS_SCHEMA,
+    EmailSetting,
+    EmailSettingUpdate,
+)
 from analytics_mock.validation import is_mail_address
 
 ACTION_NAME = "sendTestMail"
@@ -44,6 +48,10 @@ def _single_parameter(value: object) -> object:
     return value
 
 
+def _or_null(schema: dict[str, Any]) -> WithJsonSchema:
+    return WithJsonSchema({"anyOf": [schema, {"type": "null"}]})
+
+
 class TestMailIn(BaseModel):
     """The TestMail a client sends: where to, and optionally settings to try instead."""
 
@@ -56,7 +64,7 @@ class TestMailIn(BaseModel):
         WithJsonSchema(
             {
                 "type": "array",
-                "items": {"type": "string", "format": "email"},
+                "items": MAIL_ADDRESS_SCHEMA,
                 "minItems": 1,
                 "maxItems": MAX_DESTINATIONS,
             }
@@ -70,15 +78,14 @@ class SendTestMailActionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[
-        str | None, _optional_text(ACTION_NAME), WithJsonSchema({"const": ACTION_NAME})
-    ] = None
-    href: Annotated[str | None, _optional_text(None), WithJsonSchema({"type": "string"})] = None
-    method: Annotated[str | None, _optional_text("POST"), WithJsonSchema({"const": "POST"})] = None
+    # As the prepare call returned them, or null or left out.
+    name: Annotated[str | None, _optional_text(ACTION_NAME), _or_null({"const": ACTION_NAME})] = (
+        None
+    )
+    href: Annotated[str | None, _optional_text(None), _or_null({"type": "string"})] = None
+    method: Annotated[str | None, _optional_text("POST"), _or_null({"const": "POST"})] = None
     type: Annotated[
-        str | None,
-        _optional_text("application/json"),
-        WithJsonSchema({"const": "application/json"}),
+        str | None, _optional_text("application/json"), _or_null({"const": "application/json"})
     ] = None
     parameters: Annotated[
         list[TestMailIn],
