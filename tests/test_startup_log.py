@@ -43,4 +43,5 @@ def test_start_up_is_one_info_line_with_address_database_mode_and_control_url(
     assert f"database sqlite:///{database}" in line
     assert "1 process" in line
     assert f"control API http://127.0.0.1:{server.port}/_mock/ (open to this machine only)" in line
+    assert f"dashboard http://127.0.0.1:{server.port}/_mock/ui" in line
     assert " config " not in server.stderr()

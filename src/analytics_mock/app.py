@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from analytics_mock import __version__
-from analytics_mock.api import controls, email_settings, test_mail
+from analytics_mock.api import controls, email_settings, test_mail, ui
 from analytics_mock.api.controls_middleware import ControlsMiddleware
 from analytics_mock.api.errors import install_error_handlers
 from analytics_mock.api.middleware import HeadLimitMiddleware, VendorHttpMiddleware
@@ -94,6 +94,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     request_models: list[type[BaseModel]] = [EmailSettingUpdate, SendTestMailActionIn]
     if settings.control_api:
         app.include_router(controls.router)
+        app.include_router(ui.described)
+        app.include_router(ui.page)
         request_models += [State, FaultIn, Maintenance, MailFailureIn]
     install_documents(
         app,

@@ -31,6 +31,9 @@ Options, on the command line or in the ini file:
   pytest-xdist worker id ("master" without xdist). Both fixtures then use that one database.
 - `--analytics-mock-coverage`: at the end, which emulated operations, statuses and message IDs
   the suite's calls exercised, and which they never did.
+- `--analytics-mock-pause-on-failure` (command line only): when a test that uses
+  `analytics_mock_server` fails, print its dashboard's URL (`ui_url`) and keep the server, as
+  the test left it, until Enter is pressed. Without a terminal to read from, it goes on.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ if TYPE_CHECKING:
 
 SEED_FILE = "analytics_mock_seed_file"
 DATABASE_URL = "analytics_mock_database_url"
+PAUSE_ON_FAILURE = "analytics_mock_pause_on_failure"
 COVERAGE = "analytics_mock_coverage"
 MARKER = "analytics_mock"
 # Marker arguments that are not `serve` options: written to a file and given as one.
@@ -97,6 +101,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         default=False,
         help="report which emulated operations, statuses and message IDs the tests exercised",
+    )
+    group.addoption(
+        "--analytics-mock-pause-on-failure",
+        dest=PAUSE_ON_FAILURE,
+        action="store_true",
+        help="after a failing test, keep analytics_mock_server up until Enter (see its ui_url)",
     )
     parser.addini(SEED_FILE, "seed file for the analytics-mock fixtures", default="")
     parser.addini(DATABASE_URL, "database URL for the analytics-mock fixtures", default="")
@@ -332,3 +342,36 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     terminalreporter.write_sep("=", "analytics-mock coverage")
     for line in report(recorder):
         terminalreporter.write_line(line)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """With --analytics-mock-pause-on-failure, hold a failed test's server for a look."""
+    report = yield
+    if report.when != "call" or not report.failed:
+        return report
+    if not item.config.getoption(PAUSE_ON_FAILURE):
+        return report
+    mock = getattr(item, "funcargs", {}).get("analytics_mock_server")
+    if isinstance(mock, AnalyticsMockServer):
+        _pause(item, mock.ui_url)
+    return report
+
+
+def _pause(item: pytest.Item, ui_url: str) -> None:
+    """Wait for Enter with pytest's capture suspended, stdin included."""
+    capture = item.config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        capture.suspend_global_capture(in_=True)
+    try:
+        print(
+            f"\n{item.nodeid} failed; its analytics-mock dashboard: {ui_url}\n"
+            "Press Enter to go on.",
+            flush=True,
+        )
+        input()
+    except EOFError:
+        pass  # no terminal (CI): go on
+    finally:
+        if capture is not None:
+            capture.resume_global_capture()

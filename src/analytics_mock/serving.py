@@ -285,8 +285,9 @@ def log_start(settings: Settings, listeners: list[Listener], *, generated_token:
             guard = "open to this machine only"
         else:
             guard = "open to anyone who can reach it: --no-control-token"
-        parts.append(f"control API {base}/_mock/ ({guard})")
+        parts.append(f"control API {base}/_mock/ ({guard}), dashboard {base}/_mock/ui")
         extra["control_url"] = f"{base}/_mock/"
+        extra["ui_url"] = f"{base}/_mock/ui"
     for listener in listeners:
         if listener.tls is not None:
             kind = "self-signed certificate" if listener.tls.generated else "certificate"

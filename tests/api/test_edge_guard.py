@@ -146,7 +146,8 @@ async def test_an_allowed_host_may_be_the_origin() -> None:
 WITH_TOKEN = EdgePolicy(loopback_bind=False, control_token=TOKEN.encode())
 
 
-@pytest.mark.parametrize("path", ["/_mock/state", "/_mock", "/_mock/", "/_mock/no-such-thing"])
+# `/_mock` and `/_mock/` only redirect to the dashboard (tests/api/test_ui.py).
+@pytest.mark.parametrize("path", ["/_mock/state", "/_mock/ui/x", "/_mock/no-such-thing"])
 @pytest.mark.parametrize(
     "authorization",
     [None, "", "Bearer", "Bearer wrong", f"Basic {TOKEN}", f"Bearer {TOKEN}x", TOKEN],

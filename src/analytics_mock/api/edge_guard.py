@@ -31,6 +31,11 @@ from analytics_mock.settings import Settings
 CONTROL_PREFIX = "/_mock"
 # Probes carry whatever Host an orchestrator chooses, and tell nothing worth protecting.
 _PROBES = frozenset({"/healthz", "/readyz"})
+# The dashboard's page and assets hold no data (the page asks the control API with the token),
+# and a browser cannot send a Bearer token on a navigation.
+_OPEN_CONTROL_PATHS = frozenset(
+    {CONTROL_PREFIX, CONTROL_PREFIX + "/", "/_mock/ui", "/_mock/ui/app.js", "/_mock/ui/app.css"}
+)
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
@@ -168,7 +173,11 @@ class EdgeGuard:
             return CrossSiteRequest()
         token = self.policy.control_token
         path: str = scope["path"]
-        if token is not None and (path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/")):
+        if (
+            token is not None
+            and (path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"))
+            and path not in _OPEN_CONTROL_PATHS
+        ):
             scheme, _, given = (authorization or b"").strip().partition(b" ")
             # compare_digest takes as long whatever the bytes; only the lengths may leak.
             if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), token):

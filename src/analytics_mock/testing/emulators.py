@@ -285,6 +285,7 @@ class AnalyticsMockServer(MockControls):
 
     - `url` ("http://127.0.0.1:PORT") and `base_url` (+ "/Analytics/v1"): give them to code
       that opens its own connections.
+    - `ui_url` (+ "/_mock/ui"): the dashboard, to open in a browser.
     - `client`: a sync `httpx.Client` logged in as system/manager (Basic), base URL `url`.
     - `make_client(auth=...)`: another such client, with other credentials or none.
     - the `/_mock/` helpers of `MockControls`, over real HTTP (`reset()` in-process when the
@@ -299,6 +300,7 @@ class AnalyticsMockServer(MockControls):
             raise TypeError("give a url or a server")
         self.url = url
         self.base_url = url + API_PATH
+        self.ui_url = url + "/_mock/ui"
         self._server = server
         self._clients: list[httpx.Client] = []
         controls = self.make_client(auth=None)
