@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 from analytics_mock.app import create_app
 from analytics_mock.runtime import Runtime, build_runtime
 from analytics_mock.settings import Settings
-from tests.servers import POSTGRES_URL, postgres_schema_url
+from tests.support.servers import POSTGRES_URL, postgres_schema_url
 
 BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
 

@@ -21,7 +21,7 @@ from analytics_mock.db.models import UserRow
 from analytics_mock.passwords import verify_password
 from analytics_mock.runtime import build_runtime
 from analytics_mock.settings import Settings
-from tests.servers import ERROR_PREFIX, clean_env
+from tests.support.servers import ERROR_PREFIX, clean_env
 
 SECRET = "hunter2"
 # Nothing listens on port 1 of the loopback: the connection is refused at once.

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
-from tests.servers import running_server
+from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
+from tests.support.servers import running_server
 
 pytestmark = pytest.mark.live
 
@@ -98,8 +98,8 @@ NAMESPACE_SCRIPT = textwrap.dedent(
 
     import httpx
 
-    from tests.helpers import ADMIN, SETTINGS_PATH
-    from tests.servers import start_server_process
+    from tests.support.helpers import ADMIN, SETTINGS_PATH
+    from tests.support.servers import start_server_process
 
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     directory = Path(sys.argv[1])

@@ -19,8 +19,8 @@ import pytest
 
 from analytics_mock.crypto import SecretBox
 from analytics_mock.settings import Settings
-from tests.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH, basic
-from tests.servers import ServerProcess, free_port, start_server_process
+from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH, basic
+from tests.support.servers import ServerProcess, free_port, start_server_process
 
 pytestmark = pytest.mark.live
 

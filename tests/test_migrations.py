@@ -26,7 +26,7 @@ from analytics_mock.db.engine import create_database_engine
 from analytics_mock.db.migrate import HEAD_REVISION, SCRIPT_LOCATION, is_at_head, upgrade_to_head
 from analytics_mock.db.models import Base
 from analytics_mock.settings import Settings
-from tests.servers import clean_env
+from tests.support.servers import clean_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCK_TIMEOUT_MS = 10_000

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import clean_env
+from tests.support.servers import clean_env
 
 pytestmark = pytest.mark.live
 

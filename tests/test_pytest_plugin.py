@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from analytics_mock.testing import AnalyticsMock, ControlAPIError, ServerThread, isolated_settings
-from tests.helpers import OBJECT_PATH, SETTINGS_PATH
+from tests.support.helpers import OBJECT_PATH, SETTINGS_PATH
 
 pytest_plugins = ["pytester"]
 

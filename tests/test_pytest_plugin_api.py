@@ -21,7 +21,7 @@ import pytest
 from analytics_mock.services.controls import FaultRule
 from analytics_mock.testing import AnalyticsMock, AnalyticsMockServer
 from tests import test_pytest_plugin as base
-from tests.helpers import OBJECT_PATH, SETTINGS_PATH
+from tests.support.helpers import OBJECT_PATH, SETTINGS_PATH
 from tests.test_pytest_plugin import PREAMBLE, Run
 
 # The pytester fixtures of the first plugin test module.

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import running_server
-from tests.smtp_servers import start_smtp_server
+from tests.support.servers import running_server
+from tests.support.smtp_servers import start_smtp_server
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

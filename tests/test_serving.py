@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives import serialization
 from analytics_mock import tls
 from analytics_mock.serving import COLLECT_EVERY, export_settings, settle_collector
 from analytics_mock.settings import Settings
-from tests import servers
-from tests.helpers import ADMIN, SETTINGS_PATH
-from tests.servers import (
+from tests.support import servers
+from tests.support.helpers import ADMIN, SETTINGS_PATH
+from tests.support.servers import (
     ServerProcess,
     child_pids,
     clean_env,

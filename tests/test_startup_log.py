@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import clean_env, running_server
+from tests.support.servers import clean_env, running_server
 
 pytestmark = pytest.mark.live
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import ADMIN, SETTINGS_PATH
-from tests.servers import (
+from tests.support.helpers import ADMIN, SETTINGS_PATH
+from tests.support.servers import (
     ERROR_PREFIX,
     ServerProcess,
     child_pids,

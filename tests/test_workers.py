@@ -18,8 +18,14 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
-from tests.servers import ServerProcess, child_pids, pid_alive, serve_refusal, strict_context
+from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
+from tests.support.servers import (
+    ServerProcess,
+    child_pids,
+    pid_alive,
+    serve_refusal,
+    strict_context,
+)
 from tests.test_serving import running_server
 
 pytestmark = pytest.mark.live

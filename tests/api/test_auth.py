@@ -21,7 +21,7 @@ from analytics_mock.db.runner import READ_CONNECTION
 from analytics_mock.passwords import _DUMMY_HASH, hash_password
 from analytics_mock.runtime import Runtime
 from analytics_mock.services.users import UsersFileError, load_users_file
-from tests.helpers import ADMIN, SETTINGS_PATH, basic
+from tests.support.helpers import ADMIN, SETTINGS_PATH, basic
 
 pytestmark = pytest.mark.anyio
 

@@ -21,7 +21,7 @@ from analytics_mock.app import create_app
 from analytics_mock.runtime import Runtime
 from analytics_mock.services.seed import SeedFileError, load_seed_file
 from analytics_mock.settings import Settings
-from tests.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH, basic
+from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH, basic
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,7 @@ import pytest
 
 from analytics_mock.db.models import EmailSettingRow
 from analytics_mock.runtime import Runtime
-from tests.helpers import ADMIN, SETTINGS_PATH
+from tests.support.helpers import ADMIN, SETTINGS_PATH
 
 pytestmark = pytest.mark.anyio
 

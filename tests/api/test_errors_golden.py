@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH, basic
+from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH, basic
 
 pytestmark = pytest.mark.anyio
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.openapi_tools import run_tool, unavailable
-from tests.servers import running_server
+from tests.support.openapi_tools import run_tool, unavailable
+from tests.support.servers import running_server
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 

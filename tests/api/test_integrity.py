@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from analytics_mock.db.models import EmailSettingRow, UserRow
 from analytics_mock.runtime import Runtime
-from tests.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH, basic
+from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH, basic
 
 pytestmark = pytest.mark.anyio
 

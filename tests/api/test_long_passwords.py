@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.helpers import SETTINGS_PATH, basic
+from tests.support.helpers import SETTINGS_PATH, basic
 
 pytestmark = pytest.mark.anyio
 

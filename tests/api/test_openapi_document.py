@@ -18,7 +18,7 @@ import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from analytics_mock.testing import AnalyticsMock, isolated_settings
-from tests.openapi_tools import run_tool
+from tests.support.openapi_tools import run_tool
 
 DOCUMENTS = ("/openapi.json", "/_mock/openapi.json")
 OPERATION_IDS = {

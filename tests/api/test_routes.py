@@ -10,7 +10,7 @@ from starlette.routing import Router
 
 from analytics_mock.api import email_settings, test_mail
 from analytics_mock.api.routes import DirectRoutes
-from tests.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
+from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
 
 pytestmark = pytest.mark.anyio
 

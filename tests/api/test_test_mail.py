@@ -16,8 +16,8 @@ from sqlalchemy import select
 
 from analytics_mock.db.models import EmailSettingRow, TestMailRow
 from analytics_mock.runtime import Runtime
-from tests.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH, basic
-from tests.smtp_servers import (
+from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH, basic
+from tests.support.smtp_servers import (
     RecordingHandler,
     TlsFiles,
     closed_port,

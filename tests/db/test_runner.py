@@ -22,7 +22,7 @@ from analytics_mock.db.models import UserRow
 from analytics_mock.db.runner import READ_CONNECTION, RIDER, FollowUp
 from analytics_mock.errors import ObjectNotFound
 from analytics_mock.settings import Settings
-from tests.db.support import runner_threads_held, submitted
+from tests.support.db import runner_threads_held, submitted
 
 pytestmark = pytest.mark.anyio
 USERS = UserRow.__table__

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.smtp_servers import TlsFiles, make_tls_files
+from tests.support.smtp_servers import TlsFiles, make_tls_files
 
 
 @pytest.fixture

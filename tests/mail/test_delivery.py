@@ -26,7 +26,7 @@ from analytics_mock.mail import (
     deliver_test_mail,
 )
 from analytics_mock.mail.delivery import _classify, _tls_context
-from tests.smtp_servers import (
+from tests.support.smtp_servers import (
     LOCALHOST,
     RecordingHandler,
     SmtpServer,

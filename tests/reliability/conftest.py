@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import POSTGRES_URL, ServerProcess, postgres_schema_url, start_server_process
+from tests.support.servers import (
+    POSTGRES_URL,
+    ServerProcess,
+    postgres_schema_url,
+    start_server_process,
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:

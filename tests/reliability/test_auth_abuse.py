@@ -22,10 +22,10 @@ import httpx
 import pytest
 
 from analytics_mock.testing import AnalyticsMock, isolated_settings
-from tests.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
 from tests.reliability.conftest import BACKEND_PARAMS, StartServer
-from tests.reliability.support import envelope_problems
-from tests.servers import ServerProcess
+from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
+from tests.support.reliability import envelope_problems
+from tests.support.servers import ServerProcess
 
 ALICE_PASSWORD = "Alice-Pw-4Xq9"
 WRONG_PASSWORD = "Wrong-Pw-7Lm2"

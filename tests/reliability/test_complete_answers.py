@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ADMIN, OBJECT_PATH
 from tests.reliability.conftest import StartServer
+from tests.support.helpers import ADMIN, OBJECT_PATH
 
 pytestmark = pytest.mark.live
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
 from tests.reliability.conftest import BACKEND_PARAMS, StartServer
-from tests.servers import ServerProcess
+from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
+from tests.support.servers import ServerProcess
 
 pytestmark = pytest.mark.live
 

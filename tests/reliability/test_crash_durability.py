@@ -29,9 +29,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
 from tests.reliability.conftest import StartServer
-from tests.servers import ServerProcess
+from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
+from tests.support.servers import ServerProcess
 
 pytestmark = pytest.mark.live
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
-from tests.servers import ServerProcess, start_server_process
+from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
+from tests.support.servers import ServerProcess, start_server_process
 
 pytestmark = pytest.mark.live
 

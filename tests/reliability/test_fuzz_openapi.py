@@ -42,8 +42,8 @@ from schemathesis.specs.openapi.checks import ignored_auth
 
 from analytics_mock.testing import AnalyticsMock, isolated_settings
 from tests.reliability.conftest import BACKEND_PARAMS
-from tests.reliability.support import ENVELOPE_KEYS
-from tests.servers import POSTGRES_URL, postgres_schema_url
+from tests.support.reliability import ENVELOPE_KEYS
+from tests.support.servers import POSTGRES_URL, postgres_schema_url
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import make_url
 
-from tests.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
+from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
 
 pytestmark = pytest.mark.anyio
 PUT_HEADERS = {**ADMIN, "Content-Type": "application/json", "Accept": "application/json"}

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
 from analytics_mock.testing import AnalyticsMock
-from tests.helpers import OBJECT_PATH, SETTINGS_PATH
-from tests.reliability.support import envelope_problems
+from tests.support.helpers import OBJECT_PATH, SETTINGS_PATH
+from tests.support.reliability import envelope_problems
 
 # The JSON bodies go out exactly as built here (no re-encoding by httpx).
 JSON = {"Content-Type": "application/json"}

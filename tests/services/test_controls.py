@@ -10,7 +10,7 @@ from sqlalchemy import Column, Integer, Table, event, func, insert, select, text
 from analytics_mock.db.models import Base, UserRow
 from analytics_mock.runtime import Runtime
 from analytics_mock.services.controls import RESEEDED_TABLES
-from tests.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
+from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
 
 pytestmark = pytest.mark.anyio
 

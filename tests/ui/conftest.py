@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.servers import ServerProcess, running_server
+from tests.support.servers import ServerProcess, running_server
 
 # Debian's Chromium; another Chromium-based browser with ANALYTICS_MOCK_TEST_CHROMIUM.
 CHROMIUM = os.environ.get("ANALYTICS_MOCK_TEST_CHROMIUM", "/usr/bin/chromium")

@@ -1,6 +1,6 @@
 """Helpers of the reliability tests: checks of the vendor's error envelope.
 
-The server processes and PostgreSQL schemas they run on come from tests/servers.py.
+The server processes and PostgreSQL schemas they run on come from tests/support/servers.py.
 """
 
 from __future__ import annotations
