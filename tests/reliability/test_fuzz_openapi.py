@@ -256,7 +256,9 @@ def unexpressible(case: Any) -> bool:
     users = case.body.get("users") or []
     ids = [item.get("instanceID") for item in settings if isinstance(item, dict)]
     names = [item.get("name") for item in users if isinstance(item, dict)]
-    encrypted = any(isinstance(item, dict) and item.get("passwordEncrypted") for item in settings)
+    encrypted = any(
+        isinstance(item, dict) and item.get("passwordEncrypted") is not None for item in settings
+    )
     hashed = any(isinstance(item, dict) and item.get("passwordHash") is not None for item in users)
     return len(set(ids)) < len(ids) or len(set(names)) < len(names) or encrypted or hashed
 
