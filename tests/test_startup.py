@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from analytics_mock import serving
 from analytics_mock.cli import main
 from analytics_mock.settings import Settings
+from tests.support.helpers import sqlite_at_revision
 
 # What `serve` runs before it listens, in a fresh interpreter; prints the top-level packages.
 START = """
@@ -73,22 +74,7 @@ def test_files_and_passwords_load_what_they_need(tmp_path: Path) -> None:
 
 
 def test_an_older_schema_still_gets_alembic(tmp_path: Path) -> None:
-    from alembic import command  # noqa: PLC0415
-    from alembic.config import Config  # noqa: PLC0415
-    from sqlalchemy import create_engine  # noqa: PLC0415
-
-    from analytics_mock.db.migrate import SCRIPT_LOCATION  # noqa: PLC0415
-
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    config = Config()
-    config.set_main_option("script_location", SCRIPT_LOCATION)
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "0001")
-    finally:
-        engine.dispose()
+    url = sqlite_at_revision(tmp_path / "old.db", "0001")
     assert "alembic" in loaded_packages(url, tmp_path)
     assert "alembic" not in loaded_packages(url, tmp_path)
 

@@ -17,6 +17,7 @@ from analytics_mock.app import create_app
 from analytics_mock.db.engine import create_database_engine
 from analytics_mock.db.extras import MissingExtraError
 from analytics_mock.settings import Settings
+from tests.support.helpers import sqlite_at_revision
 
 # Nothing listens on port 1 of the loopback; the check must stop the start before connecting.
 POSTGRES_URL = "postgresql+psycopg://u:hunter2@127.0.0.1:1/x"
@@ -93,22 +94,7 @@ def test_migrate_without_alembic_builds_a_fresh_database(tmp_path: Path) -> None
 def test_an_older_schema_without_alembic_is_one_line_with_the_pip_command(
     tmp_path: Path,
 ) -> None:
-    from alembic import command  # noqa: PLC0415
-    from alembic.config import Config  # noqa: PLC0415
-    from sqlalchemy import create_engine  # noqa: PLC0415
-
-    from analytics_mock.db.migrate import SCRIPT_LOCATION  # noqa: PLC0415
-
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    config = Config()
-    config.set_main_option("script_location", SCRIPT_LOCATION)
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "0001")
-    finally:
-        engine.dispose()
+    url = sqlite_at_revision(tmp_path / "old.db", "0001")
     for args in (["migrate"], ["serve", "--port", "0"]):
         result = run_without("alembic,mako", *args, "--database-url", url, cwd=tmp_path)
         assert one_error_line(result).endswith(MIGRATE_HINT)
