@@ -69,6 +69,8 @@ def make_config(asgi_app: Any = app) -> uvicorn.Config:
         http="httptools",
         lifespan="off",
         log_config=None,
+        # X-Forwarded-* are believed only from proxies the operator lists; by default none.
+        proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=5,
     )

@@ -642,9 +642,14 @@ def uvicorn_options_note() -> str:
         import baseline_app  # noqa: PLC0415
 
         from analytics_mock import serving  # noqa: PLC0415
+        from analytics_mock.http_protocol import EdgeLimits  # noqa: PLC0415
+        from analytics_mock.settings import Settings  # noqa: PLC0415
 
+        settings = Settings()
         with socket.socket() as sock:
-            mock_config = serving._config(None, serving.Listener(sock))
+            mock_config = serving._config(
+                None, serving.Listener(sock), settings, EdgeLimits.from_settings(settings)
+            )
         base_config = baseline_app.make_config()
     except Exception as exc:  # a private helper may have moved: say so, go on
         return f"could not compare uvicorn options ({type(exc).__name__}: {exc})"
