@@ -228,12 +228,53 @@ async def test_the_rider_is_made_from_the_outcome_and_committed_with_the_write(
     with riding(outcome("after-refuse")), pytest.raises(ObjectNotFound):
         await db.write(refuse)
     runner_commits = len(commits)
-    # Reads carry no rider: it stays for the call's write.
+    # A read that does not answer the call carries no rider: it stays for the call's write.
     with riding(outcome("never")):
         await db.read(UserCount())
     assert {"done", "after-done", "after-refuse-ObjectNotFound"} <= names(db)
     assert "never" not in names(db)
     assert runner_commits == 2  # each rode its write's transaction
+
+
+async def test_a_read_that_answers_the_call_carries_the_rider_where_reads_join_the_writer(
+    db: Database,
+) -> None:
+    commits: list[int] = []
+    event.listen(
+        db.engine, "commit", lambda conn: conn.info.get(READ_CONNECTION) or commits.append(1)
+    )
+    async with runner_threads_held(db):
+        # Callers that share one read each bring their own entry.
+        with riding(outcome("first")):
+            first = asyncio.ensure_future(db.read(UserCount(), share="users", answers=True))
+        with riding(outcome("second")):
+            second = asyncio.ensure_future(db.read(UserCount(), share="users", answers=True))
+        await submitted()
+    assert await first == await second
+    runner_commits = len(commits)
+    # The blocking write of `runner_threads_held` commits once.
+    if db.dialect == "sqlite":
+        # One more transaction holds the read and both entries.
+        assert {"first", "second"} <= names(db) and runner_commits == 2
+    else:
+        # PostgreSQL reads run beside the writer, read-only: the entry stays for a write.
+        assert not {"first", "second"} & names(db) and runner_commits == 1
+
+
+async def test_an_answering_reads_entry_is_counted_lost_when_its_batch_cannot_commit(
+    db: Database,
+) -> None:
+    if db.dialect != "sqlite":
+        pytest.skip("only SQLite reads ride in the writer's batch")
+    async with runner_threads_held(db):
+        with riding(outcome("entry")):
+            read = asyncio.ensure_future(db.read(UserCount(), answers=True))
+        failed = asyncio.ensure_future(db.write(commit_fails))
+        await submitted()
+    assert await read == 0  # the answer stands: it read no write of the batch
+    with pytest.raises(IntegrityError):
+        await failed
+    assert "entry" not in names(db) and db.journal_losses.count == 1
 
 
 async def test_a_failed_rider_is_logged_and_is_not_the_writes_failure(

@@ -199,7 +199,7 @@ async def list_email_settings(request: Request) -> Response:
     # The same query string is the same window: concurrent calls share one read of it, and
     # one rendering of its body.
     shared = ("list", request.scope.get("query_string", b""))
-    body = await runtime.db.read(list_unit, share=shared)
+    body = await runtime.db.read(list_unit, share=shared, answers=True)
     return Response(body, media_type="application/json")
 
 

@@ -217,13 +217,15 @@ class Database:
         """Journal entries lost (a full disk, a lost connection): counted, logged throttled."""
         return self.runner.follow_ups_lost
 
-    async def read(self, unit: Unit[T], *, share: Hashable = None) -> T:
+    async def read(self, unit: Unit[T], *, share: Hashable = None, answers: bool = False) -> T:
         """Run a read-only `unit` off the event loop; a write in it fails.
 
         Callers that name the same `share` key while a read of it is still queued share that
         one run (and its result): the key must name everything the result depends on.
+        `answers`: the call answers with this read's outcome (no database work follows it), so
+        the call's journal entry may ride along (see `runner.RIDER`).
         """
-        return await self.runner.read(unit, share=share)
+        return await self.runner.read(unit, share=share, answers=answers)
 
     async def write(self, unit: Unit[T]) -> T:
         """Run `unit` in a transaction off the event loop; returns once it has committed.

@@ -5,7 +5,8 @@ in a raw savepoint (a unit that fails leaves nothing), then commits once: calls 
 and its fsync, and the runner's transactions never wait on each other's row locks. On SQLite
 reads join these batches under `PRAGMA query_only`; on PostgreSQL they run beside the writer, on
 threads whose connections are in autocommit, their transactions READ ONLY. A write submitted
-while `RIDER` is set (the call's journal entry) carries its follow-up into its transaction.
+while `RIDER` is set (the call's journal entry) carries its follow-up into its transaction, and
+so does a read that answers the call, where reads join the writer's batches (SQLite).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class _Item:
     future: asyncio.Future[Any]
     unit: Unit[Any]
     read: bool
-    follow: FollowUp | None = None
+    # The follow-ups written after the unit: its own, and those of the calls that joined it.
+    follows: list[FollowUp] = field(default_factory=list)
     key: Hashable = None
     joiners: list[asyncio.Future[Any]] = field(default_factory=list)
     result: Any = None
@@ -73,15 +75,15 @@ def _settle(items: list[_Item]) -> None:
                 future.set_result(item.result)
 
 
-def _made(item: _Item) -> tuple[Group, Any] | None:
-    """The follow-up's write for the unit's outcome; None (logged) if it cannot be made."""
-    if item.follow is None:
-        return None
-    try:
-        return item.follow[0], item.follow[1](item.error)
-    except Exception:
-        logger.exception("a follow-up write could not be made")
-        return None
+def _made(item: _Item) -> list[tuple[Group, Any]]:
+    """The follow-ups' writes for the unit's outcome; one that cannot be made is logged."""
+    made = []
+    for group, make in item.follows:
+        try:
+            made.append((group, make(item.error)))
+        except Exception:
+            logger.exception("a follow-up write could not be made")
+    return made
 
 
 def _aborted(connection: Connection) -> bool:
@@ -141,10 +143,16 @@ class UnitRunner:
         self._shared: dict[tuple[Hashable, asyncio.AbstractEventLoop], _Item] = {}
         self._kicks: set[asyncio.AbstractEventLoop] = set()
 
-    async def read(self, unit: Unit[T], *, share: Hashable = None) -> T:
-        """Run a read-only `unit` (a write fails); `share`: join an unstarted read of that key."""
+    async def read(self, unit: Unit[T], *, share: Hashable = None, answers: bool = False) -> T:
+        """Run a read-only `unit` (a write fails); `share`: join an unstarted read of that key.
+
+        `answers`: the call answers with this read's outcome, so the `RIDER`'s follow-up may
+        ride in its transaction (only where reads join the writer's batches).
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        ride = RIDER.get() if answers and not self._wanted[True] else None
+        follow = ride() if ride else None
         with self._lock:
             item = self._shared.get((share, loop)) if share is not None else None
             if item is None:
@@ -154,6 +162,8 @@ class UnitRunner:
                     self._shared[(share, loop)] = item
             else:  # still queued (taken items leave `_shared` under this lock)
                 item.joiners.append(future)
+            if follow is not None:
+                item.follows.append(follow)
         return await future
 
     async def write(self, unit: Unit[T]) -> T:
@@ -164,7 +174,10 @@ class UnitRunner:
         """
         loop = asyncio.get_running_loop()
         ride = RIDER.get()
-        item = _Item(loop, loop.create_future(), unit, read=False, follow=ride() if ride else None)
+        follow = ride() if ride else None
+        item = _Item(loop, loop.create_future(), unit, read=False)
+        if follow is not None:
+            item.follows.append(follow)
         with self._lock:
             self._submit(item)
         result: T = await item.future
@@ -296,12 +309,12 @@ class UnitRunner:
         """The batch's transaction failed with `exc`; `committed_units`: only its commit did."""
         lost = 0
         for item in items:
+            lost += len(item.follows)
             # A clean read's answer stands when only the commit failed (a full disk, journal
             # entries that could not be written): it read no write of the batch.
             if committed_units and item.read and item.clean:
                 continue
             item.result, item.error = None, item.error or exc
-            lost += item.follow is not None
         if lost:
             self.follow_ups_lost(lost)
 
@@ -327,8 +340,8 @@ class UnitRunner:
                 if not item.read:
                     sql("ROLLBACK TO unit")
             sql("PRAGMA query_only=0" if item.read else "RELEASE unit")
-            if (made := _made(item)) is not None:
-                groups.setdefault(made[0], []).append(made[1])
+            for group, value in _made(item):
+                groups.setdefault(group, []).append(value)
         for group, values in groups.items():
             # Its failure undoes only its own writes: the units' stand.
             sql("SAVEPOINT follow")
