@@ -9,18 +9,19 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import ExitStack, contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.session import JoinTransactionMode
 
 from analytics_mock.db.extras import require_extra
 from analytics_mock.db.runner import READ_CONNECTION, Unit, UnitRunner
-from analytics_mock.db.watchdog import Watchdog
+from analytics_mock.db.watchdog import Guard, Watchdog
 from analytics_mock.logs import Throttled
 from analytics_mock.settings import Settings
 
@@ -172,8 +173,6 @@ class Database:
         self.dialect = engine.dialect.name
         self.timeout = timeout
         self._write_engine = engine.execution_options(sqlite_write=True)
-        self._read = sessionmaker(engine, expire_on_commit=False, autoflush=False)
-        self._write = sessionmaker(self._write_engine, expire_on_commit=False, autoflush=False)
         sqlite = self.dialect == "sqlite"
         path = engine.url.database
         self.file = FileIdentity(path) if sqlite and path not in (None, "", ":memory:") else None
@@ -193,10 +192,8 @@ class Database:
             engine,
             # SQLite's one writer reads too; PostgreSQL reads beside it.
             readers=0 if sqlite else 3,
-            write_lock=self._write_lock,
-            watchdog=self.watchdog,
+            hold=partial(self._held, write=True),
             precheck=self.file.check if self.file is not None else None,
-            deadline=timeout,
         )
 
     @property
@@ -242,20 +239,27 @@ class Database:
         Commits when the block ends, rolls back when it raises. Requests use `read`/`write`.
         """
         with ExitStack() as stack:
-            if write and self._write_lock is not None:
-                stack.enter_context(self._write_lock)
-            if self.watchdog is None:
-                session = stack.enter_context((self._write if write else self._read)())
-            else:
-                connection = stack.enter_context(self.engine.connect())
-                stack.enter_context(
-                    self.watchdog.guard(connection.connection.dbapi_connection, self.timeout)
-                )
-                session = stack.enter_context(
-                    Session(bind=connection, expire_on_commit=False, autoflush=False)
-                )
+            connection = stack.enter_context(
+                (self._write_engine if write else self.engine).connect()
+            )
+            stack.enter_context(self._held(connection, write=write))
+            session = stack.enter_context(
+                Session(bind=connection, expire_on_commit=False, autoflush=False)
+            )
             stack.enter_context(session.begin())
             yield session
+
+    @contextmanager
+    def _held(self, connection: Connection, *, write: bool) -> Iterator[Guard | None]:
+        """What work on `connection` holds: SQLite's write lock, PostgreSQL's deadline."""
+        with ExitStack() as stack:
+            if write and self._write_lock is not None:
+                stack.enter_context(self._write_lock)
+            guard = None
+            if self.watchdog is not None:
+                dbapi_connection = connection.connection.dbapi_connection
+                guard = stack.enter_context(self.watchdog.guard(dbapi_connection, self.timeout))
+            yield guard
 
     def dispose(self) -> None:
         """Stop the runner and close every pooled connection."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -23,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError
 
-from analytics_mock.db.watchdog import Guard, Watchdog
+from analytics_mock.db.failures import aborted, busy, lost
+from analytics_mock.db.watchdog import Guard
 from analytics_mock.logs import Throttled
 
 logger = logging.getLogger("analytics_mock.db")
@@ -36,7 +35,7 @@ Unit = Callable[[Connection], T]
 Group = Callable[[Connection, list[Any]], None]
 # A grouped write and how to make its value from the unit's error (None when it succeeded).
 FollowUp = tuple[Group, Callable[[BaseException | None], Any]]
-# Asked once per write, as it is submitted: the follow-up that write carries, if any.
+# Asked once per write (and read that answers the call) as it is submitted: its follow-up, if any.
 RIDER: ContextVar[Callable[[], FollowUp | None] | None] = ContextVar(
     "analytics_mock.rider", default=None
 )
@@ -44,8 +43,6 @@ RIDER: ContextVar[Callable[[], FollowUp | None] | None] = ContextVar(
 READ_CONNECTION = "analytics_mock.read_connection"
 # Bounds one batch, so a burst does not hold the write lock for long.
 _MAX_BATCH = 256
-# libpq's PQTRANS_INERROR, as psycopg reports a connection's transaction status.
-_PQTRANS_INERROR = 3
 
 
 @dataclass(eq=False)
@@ -75,40 +72,6 @@ def _settle(items: list[_Item]) -> None:
                 future.set_result(item.result)
 
 
-def _made(item: _Item) -> list[tuple[Group, Any]]:
-    """The follow-ups' writes for the unit's outcome; one that cannot be made is logged."""
-    made = []
-    for group, make in item.follows:
-        try:
-            made.append((group, make(item.error)))
-        except Exception:
-            logger.exception("a follow-up write could not be made")
-    return made
-
-
-def _aborted(connection: Connection) -> bool:
-    """Whether PostgreSQL aborted the open transaction (a failed statement, even one caught)."""
-    info = getattr(connection.connection.dbapi_connection, "info", None)
-    status = getattr(info, "transaction_status", None)
-    return status is not None and int(status) == _PQTRANS_INERROR
-
-
-def _busy(exc: BaseException) -> bool:
-    """Whether SQLite gave up waiting for another connection's lock."""
-    orig = getattr(exc, "orig", None)
-    code = getattr(orig, "sqlite_errorcode", None)
-    return (
-        isinstance(orig, sqlite3.OperationalError)
-        and code is not None
-        and (code & 0xFF == sqlite3.SQLITE_BUSY)
-    )
-
-
-def _lost(connection: Connection | None, exc: BaseException) -> bool:
-    lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
-    return connection is not None and (connection.invalidated or lost)
-
-
 class UnitRunner:
     """One writing thread, and on PostgreSQL `readers` reading threads, as described above."""
 
@@ -117,16 +80,13 @@ class UnitRunner:
         engine: Engine,
         *,
         readers: int,
-        write_lock: threading.Lock | None,
-        watchdog: Watchdog | None = None,
-        deadline: float = 0.0,
+        hold: Callable[[Connection], contextlib.AbstractContextManager[Guard | None]],
         precheck: Callable[[], None] | None = None,
     ) -> None:
         # On SQLite the runner's transactions begin IMMEDIATE: a batch may hold writes.
         self._engine = engine.execution_options(sqlite_write=True)
-        self._write_lock = write_lock
-        self._watchdog = watchdog
-        self._deadline = deadline
+        # Held around each transaction: a lock, a deadline (whose guard tells if it fired).
+        self._hold = hold
         # Raises when the batch must not run (the SQLite file was replaced): it fails whole.
         self._precheck = precheck
         # Queues by role: True for the reading threads, False for the writer (all on SQLite).
@@ -149,14 +109,28 @@ class UnitRunner:
         `answers`: the call answers with this read's outcome, so the `RIDER`'s follow-up may
         ride in its transaction (only where reads join the writer's batches).
         """
+        rides = answers and not self._wanted[True]
+        result: T = await self._run(unit, read=True, share=share, rides=rides)
+        return result
+
+    async def write(self, unit: Unit[T]) -> T:
+        """Run `unit` in a transaction; a unit that raises leaves none of its writes.
+
+        The `RIDER`'s follow-up, if any, is written in the same transaction (its failure is
+        logged, not the unit's).
+        """
+        result: T = await self._run(unit, read=False, share=None, rides=True)
+        return result
+
+    async def _run(self, unit: Unit[Any], *, read: bool, share: Hashable, rides: bool) -> Any:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        ride = RIDER.get() if answers and not self._wanted[True] else None
+        future: asyncio.Future[Any] = loop.create_future()
+        ride = RIDER.get() if rides else None
         follow = ride() if ride else None
         with self._lock:
             item = self._shared.get((share, loop)) if share is not None else None
             if item is None:
-                item = _Item(loop, future, unit, read=True, key=share)
+                item = _Item(loop, future, unit, read=read, key=share)
                 self._submit(item)
                 if share is not None:
                     self._shared[(share, loop)] = item
@@ -165,23 +139,6 @@ class UnitRunner:
             if follow is not None:
                 item.follows.append(follow)
         return await future
-
-    async def write(self, unit: Unit[T]) -> T:
-        """Run `unit` in a transaction; a unit that raises leaves none of its writes.
-
-        The `RIDER`'s follow-up, if any, is written in the same transaction (its failure is
-        logged, not the unit's).
-        """
-        loop = asyncio.get_running_loop()
-        ride = RIDER.get()
-        follow = ride() if ride else None
-        item = _Item(loop, loop.create_future(), unit, read=False)
-        if follow is not None:
-            item.follows.append(follow)
-        with self._lock:
-            self._submit(item)
-        result: T = await item.future
-        return result
 
     def close(self) -> None:
         """Finish the queued work and stop the threads; later work starts new ones."""
@@ -270,24 +227,16 @@ class UnitRunner:
                     self._precheck()
                 if connection is None:
                     connection = self._connect(role)
-                with contextlib.ExitStack() as stack:
-                    if self._write_lock is not None:
-                        stack.enter_context(self._write_lock)
-                    if self._watchdog is not None:
-                        dbapi_connection = connection.connection.dbapi_connection
-                        guard = stack.enter_context(
-                            self._watchdog.guard(dbapi_connection, self._deadline)
-                        )
-                    with connection.begin():
-                        if role:
-                            items[0].result, items[0].error = items[0].unit(connection), None
-                        else:
-                            self._batch(connection, items)
-                        committing = True
+                with self._hold(connection) as guard, connection.begin():
+                    if role:
+                        items[0].result, items[0].error = items[0].unit(connection), None
+                    else:
+                        self._batch(connection, items)
+                    committing = True
                 self.available = True
                 return connection
             except Exception as exc:
-                stale = _lost(connection, exc)
+                stale = lost(connection, exc)
                 if stale and connection is not None:
                     connection.close()
                     connection = None
@@ -296,7 +245,7 @@ class UnitRunner:
                 overran = guard is not None and guard.fired
                 # A SQLite lock held past the busy timeout: the call's journal entry would wait
                 # it out once more, so the call answers within one timeout instead.
-                if stale or overran or _busy(exc):
+                if stale or overran or busy(exc):
                     self.available = False
                 if stale and attempt == 1 and not committing and not overran:
                     logger.info("database connection lost; retrying the batch on a new one")
@@ -307,16 +256,13 @@ class UnitRunner:
 
     def _fail(self, items: list[_Item], exc: BaseException, *, committed_units: bool) -> None:
         """The batch's transaction failed with `exc`; `committed_units`: only its commit did."""
-        lost = 0
         for item in items:
-            lost += len(item.follows)
             # A clean read's answer stands when only the commit failed (a full disk, journal
             # entries that could not be written): it read no write of the batch.
-            if committed_units and item.read and item.clean:
-                continue
-            item.result, item.error = None, item.error or exc
-        if lost:
-            self.follow_ups_lost(lost)
+            if not (committed_units and item.read and item.clean):
+                item.result, item.error = None, item.error or exc
+        if dropped := sum(len(item.follows) for item in items):
+            self.follow_ups_lost(dropped)
 
     def _batch(self, connection: Connection, items: list[_Item]) -> None:
         """Every item in the open transaction: writes in savepoints, reads query-only."""
@@ -331,24 +277,27 @@ class UnitRunner:
             sql("PRAGMA query_only=1" if item.read else "SAVEPOINT unit")
             try:
                 item.result = item.unit(connection)
-                if _aborted(connection):  # PostgreSQL: a failed statement the unit caught
+                if aborted(connection):  # PostgreSQL: a failed statement the unit caught
                     raise RuntimeError("the database aborted a statement of the unit")
             except Exception as exc:
-                if _lost(connection, exc):
+                if lost(connection, exc):
                     raise
                 item.result, item.error = None, exc
                 if not item.read:
                     sql("ROLLBACK TO unit")
             sql("PRAGMA query_only=0" if item.read else "RELEASE unit")
-            for group, value in _made(item):
-                groups.setdefault(group, []).append(value)
+            for group, make in item.follows:  # made from the unit's outcome
+                try:
+                    groups.setdefault(group, []).append(make(item.error))
+                except Exception:
+                    logger.exception("a follow-up write could not be made")
         for group, values in groups.items():
             # Its failure undoes only its own writes: the units' stand.
             sql("SAVEPOINT follow")
             try:
                 group(connection, values)
             except Exception as exc:
-                if _lost(connection, exc):
+                if lost(connection, exc):
                     raise
                 sql("ROLLBACK TO follow")
                 self.follow_ups_lost(len(values), exc_info=True)
