@@ -21,6 +21,9 @@ from typing import Any
 
 logger = logging.getLogger("analytics_mock.db")
 
+# How long the idle thread sleeps before it looks again; a guard due sooner wakes it.
+IDLE_WAKE = 1.0
+
 
 class Guard:
     """One armed deadline; `fired` tells whether the watchdog shut its connection down."""
@@ -70,6 +73,9 @@ class Watchdog:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.fired = 0
+        # When the thread looks at the heap next: a guard due later needs no wake-up, so a
+        # busy server's guards cost no thread switch each.
+        self._wake_at = 0.0
 
     @contextmanager
     def guard(self, dbapi_connection: Any, seconds: float) -> Iterator[Guard | None]:
@@ -81,7 +87,7 @@ class Watchdog:
         entry = Guard(time.monotonic() + seconds, next(self._seq), fd)
         with self._lock:
             heapq.heappush(self._heap, entry)
-            if self._heap[0] is entry:
+            if entry.deadline < self._wake_at:
                 self._lock.notify()
             self._start()
         try:
@@ -126,11 +132,10 @@ class Watchdog:
         with self._lock:
             while not self._closed and self._thread is me:
                 self._drop_finished()
-                if not self._heap:
-                    self._lock.wait()
-                    continue
-                wait = self._heap[0].deadline - time.monotonic()
+                now = time.monotonic()
+                wait = self._heap[0].deadline - now if self._heap else IDLE_WAKE
                 if wait > 0:
+                    self._wake_at = now + wait
                     self._lock.wait(wait)
                     continue
                 entry = heapq.heappop(self._heap)
