@@ -60,18 +60,38 @@ class DatabaseFileReplaced(OperationalError):
         )
 
 
+# A SQLite file's (st_dev, st_ino): the file the server opened, whatever the path names later.
+Identity = tuple[int, int]
+
+
 class FileIdentity:
     """The identity (device, inode) of the SQLite file as first opened, and a check against it.
 
     A write into a file that was deleted or replaced goes to an unlinked inode and is lost at
-    restart: every batch checks first, and fails instead of acknowledging it.
+    restart: every batch checks first, and fails instead of acknowledging it. The workers of
+    one server share the supervisor's `expected` identity, so that a worker started after the
+    replacement refuses the new file as the others do, rather than serving a second state.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, expected: Identity | None = None) -> None:
         self.path = path
-        self._opened: tuple[int, int] | None = None
+        self._opened: Identity | None = expected
 
-    def _current(self) -> tuple[int, int] | None:
+    @property
+    def identity(self) -> Identity | None:
+        """The file's identity once fixed (by the first open, or given)."""
+        return self._opened
+
+    def fix(self) -> None:
+        """Fix the identity to the file at the path now, unless already fixed."""
+        if self._opened is None:
+            self._opened = self._current()
+
+    def intact(self) -> bool:
+        """Whether the path still names the file (true while none was fixed)."""
+        return self._opened is None or self._current() == self._opened
+
+    def _current(self) -> Identity | None:
         try:
             stat = os.stat(self.path)
         except OSError:
@@ -80,8 +100,7 @@ class FileIdentity:
 
     def opened(self) -> None:
         """A connection opened the file: the first one fixes its identity."""
-        if self._opened is None:
-            self._opened = self._current()
+        self.fix()
         self.check()
 
     def has_room(self) -> bool:
@@ -98,7 +117,7 @@ class FileIdentity:
 
     def check(self) -> None:
         """Raise `DatabaseFileReplaced` if the path no longer names the file first opened."""
-        if self._opened is not None and self._current() != self._opened:
+        if not self.intact():
             raise DatabaseFileReplaced(self.path)
 
 
@@ -167,7 +186,14 @@ def create_database_engine(settings: Settings) -> Engine:
 class Database:
     """Owns the engine. Requests reach the database through `read` and `write` only."""
 
-    def __init__(self, engine: Engine, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        file_identity: Identity | None = None,
+    ) -> None:
+        """`file_identity`: the SQLite file the server opened first (see `FileIdentity`)."""
         self.engine = engine
         self.dialect = engine.dialect.name
         self.timeout = timeout
@@ -176,9 +202,10 @@ class Database:
         self._write = sessionmaker(self._write_engine, expire_on_commit=False, autoflush=False)
         sqlite = self.dialect == "sqlite"
         path = engine.url.database
-        self.file = FileIdentity(path) if sqlite and path not in (None, "", ":memory:") else None
+        on_disk = sqlite and path and path != ":memory:"
+        self.file = FileIdentity(path, file_identity) if on_disk and path else None
         if self.file is not None:
-            self.file.opened()
+            self.file.fix()
             # A new connection must open the same file; the first one fixes it if none existed.
             event.listen(engine, "connect", lambda _dbapi, _record: self._opened())
         # SQLite has one writer at a time. Threads of this process queue here and are woken
