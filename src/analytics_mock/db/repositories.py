@@ -318,6 +318,14 @@ class UserRepository:
             values["locked"] = UserRow.locked | (count >= lock_after)
         self.session.execute(update(UserRow).where(UserRow.name == name).values(**values))
 
+    def upgrade_hash(self, name: str, old: str, new: str) -> None:
+        """Replace the account's hash `old` by `new`, unless it changed meanwhile."""
+        self.session.execute(
+            update(UserRow)
+            .where(UserRow.name == name, UserRow.password_hash == old)
+            .values(password_hash=new)
+        )
+
     def clear_failures(self, name: str) -> None:
         """Reset the consecutive failure count after a good login."""
         self.session.execute(
