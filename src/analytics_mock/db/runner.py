@@ -119,6 +119,7 @@ class UnitRunner:
         watchdog: Watchdog | None = None,
         deadline: float = 0.0,
         precheck: Callable[[], None] | None = None,
+        after_commit: Callable[[Connection], None] | None = None,
     ) -> None:
         # On SQLite the runner's transactions begin IMMEDIATE: a batch may hold writes.
         self._engine = engine.execution_options(sqlite_write=True)
@@ -127,6 +128,8 @@ class UnitRunner:
         self._deadline = deadline
         # Raises when the batch must not run (the SQLite file was replaced): it fails whole.
         self._precheck = precheck
+        # Run by the writer after each commit, still holding the write lock (WAL upkeep).
+        self._after_commit = after_commit
         # Queues by role: True for the reading threads, False for the writer (all on SQLite).
         self._wanted = {False: 1, True: readers}
         self._queues: dict[bool, deque[_Item]] = {False: deque(), True: deque()}
@@ -271,6 +274,8 @@ class UnitRunner:
                         else:
                             self._batch(connection, items)
                         committing = True
+                    if self._after_commit is not None and not role:
+                        self._upkeep(connection)
                 self.available = True
                 return connection
             except Exception as exc:
@@ -291,6 +296,13 @@ class UnitRunner:
                 self._fail(items, exc, committed_units=committing)
                 return connection
         return connection
+
+    def _upkeep(self, connection: Connection) -> None:
+        assert self._after_commit is not None
+        try:
+            self._after_commit(connection)
+        except Exception:  # the batch committed; its answers stand
+            logger.warning("upkeep after a commit failed", exc_info=True)
 
     def _fail(self, items: list[_Item], exc: BaseException, *, committed_units: bool) -> None:
         """The batch's transaction failed with `exc`; `committed_units`: only its commit did."""
