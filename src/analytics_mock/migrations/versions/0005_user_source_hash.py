@@ -34,7 +34,7 @@ def _rebuild(new: bool) -> None:
     op.drop_index("ix_sessions_user_name", "sessions")
     op.drop_table("sessions")
     op.drop_table("users")
-    user_columns = [
+    user_columns: list[sa.Column[object]] = [
         sa.Column("name", sa.String(255), primary_key=True),
         sa.Column("password_hash", sa.Text(), nullable=False),
         sa.Column("permissions", sa.String(255), nullable=False),
