@@ -139,7 +139,7 @@ def test_an_empty_database_is_built_as_the_migrations_build_it(engine: Engine) -
     migrated = schema_dump(engine)
     assert built == migrated
     assert set(built) >= TABLES
-    assert built["control rows"] == [(1, False, 0)]
+    assert built["control rows"] == [(1, False, 0, 0)]
     assert built["alembic_version rows"] == [(HEAD_REVISION,)]
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import event, select
 
 from analytics_mock import passwords
 from analytics_mock.cli import main
-from analytics_mock.db.models import SessionRow
+from analytics_mock.db.models import ControlRow, SessionRow
 from analytics_mock.db.repositories import SessionRepository, UserRepository
 from analytics_mock.db.runner import READ_CONNECTION
 from analytics_mock.passwords import _DUMMY_HASH, hash_password
@@ -468,3 +468,27 @@ async def test_a_locked_account_is_not_upgraded(
         with runtime.db.session() as session:
             row = UserRepository(session).get("op")
             assert row is not None and row.password_hash == operator_hash
+
+
+async def test_an_unknown_accounts_failure_changes_a_row_as_a_known_ones_does(
+    make_client: Callable[..., httpx.AsyncClient], tmp_path: Path
+) -> None:
+    # SQLite writes nothing, and so skips the commit's fsync, for a row rewritten unchanged:
+    # the unknown name's write must change one, as counting a known account's failure does.
+    path = users_file(tmp_path, "users:\n  - name: ivy\n    password: ivy-pw\n")
+    async with make_client(users_file=path, account_lock_num=10) as client:
+        transport = client._transport
+        assert isinstance(transport, httpx.ASGITransport)
+        runtime: Runtime = transport.app.state.runtime  # type: ignore[attr-defined]
+
+        def counted() -> tuple[int, int]:
+            with runtime.db.session() as session:
+                control = session.get(ControlRow, 1)
+                ivy = UserRepository(session).get("ivy")
+                assert control is not None and ivy is not None
+                return control.unknown_failures, ivy.failed_logins
+
+        before = counted()
+        assert (await client.get(SETTINGS_PATH, headers=basic("ivy", "nope"))).status_code == 401
+        assert (await client.get(SETTINGS_PATH, headers=basic("nobody", "x"))).status_code == 401
+        assert counted() == (before[0] + 1, before[1] + 1)

@@ -134,6 +134,11 @@ class ControlRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     maintenance: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     generation: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Failed logins that named no account. Counted as a known account's failures are, so
+    # that both cost one changed row and its commit (and tell no account names apart).
+    unknown_failures: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
 
 
 class MailFailureRow(Base):

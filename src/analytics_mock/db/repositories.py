@@ -534,6 +534,16 @@ class ControlRepository:
             values["maintenance"] = maintenance
         self.session.execute(update(ControlRow).where(ControlRow.id == 1).values(**values))
 
+    def count_unknown_failure(self) -> None:
+        """Count a failed login that named no account (a row changed, as for a known one)."""
+        # Changed, not rewritten as it was: SQLite skips an unchanged row's write, and with it
+        # the commit's fsync that a known account's failure costs.
+        self.session.execute(
+            update(ControlRow)
+            .where(ControlRow.id == 1)
+            .values(unknown_failures=ControlRow.unknown_failures + 1)
+        )
+
     def probe_write(self) -> bool:
         """Write the switches row unchanged: whether the database takes a write at all."""
         self.session.execute(

@@ -241,7 +241,7 @@ class Authenticator:
         if decision.count_failure_for:
             users.record_failure(decision.count_failure_for, self._lock_threshold(decision))
         if decision.pretend_failure:
-            ControlRepository(session).probe_write()
+            ControlRepository(session).count_unknown_failure()
         if decision.clear_failures_for:
             users.clear_failures(decision.clear_failures_for)
         if decision.upgrade_hash:

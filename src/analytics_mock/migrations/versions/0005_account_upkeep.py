@@ -1,8 +1,9 @@
-"""The users file's hash an account was loaded from, so that a hash upgraded at login survives.
+"""Account upkeep: the users file's hash an account was loaded from (so that a hash upgraded at
+login survives a restart), and a count of failed logins that named no account.
 
-The users table (and the sessions table, which refers to it) is built anew, its rows kept,
-rather than altered, so that it is the table an empty database gets from the models, on SQLite
-to the letter.
+The tables (users, sessions, which refers to it, and control) are built anew, their rows
+kept, rather than altered, so that they are the tables an empty database gets from the models,
+on SQLite to the letter.
 
 Revision ID: 0005
 Revises: 0004
@@ -21,6 +22,7 @@ depends_on: str | Sequence[str] | None = None
 
 _USER_COLUMNS = ("name", "password_hash", "permissions", "failed_logins", "locked")
 _SESSION_COLUMNS = ("token_hash", "user_name", "created_at", "last_used_at")
+_CONTROL_COLUMNS = ("id", "maintenance", "generation")
 
 
 def _rows(name: str, columns: Sequence[str]) -> list[dict[str, object]]:
@@ -64,9 +66,28 @@ def _rebuild(new: bool) -> None:
         op.bulk_insert(sessions_table, sessions)
 
 
+def _rebuild_control(new: bool) -> None:
+    rows = _rows("control", _CONTROL_COLUMNS)
+    op.drop_table("control")
+    columns: list[sa.Column[object]] = [
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("maintenance", sa.Boolean(), nullable=False),
+        sa.Column("generation", sa.Integer(), nullable=False),
+    ]
+    if new:
+        columns.append(
+            sa.Column("unknown_failures", sa.Integer(), nullable=False, server_default="0")
+        )
+    control = op.create_table("control", *columns)
+    if rows:
+        op.bulk_insert(control, rows)
+
+
 def upgrade() -> None:
     _rebuild(new=True)
+    _rebuild_control(new=True)
 
 
 def downgrade() -> None:
+    _rebuild_control(new=False)
     _rebuild(new=False)
