@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from analytics_mock.db.engine import Database, create_database_engine
 from analytics_mock.db.migrate import upgrade_to_head
 from analytics_mock.db.models import UserRow
 from analytics_mock.db.runner import READ_CONNECTION, RIDER, FollowUp
-from analytics_mock.errors import ObjectNotFound
+from analytics_mock.errors import ObjectNotFound, OutOfDescriptors
 from analytics_mock.settings import Settings
 from tests.support.db import runner_threads_held, submitted
 
@@ -422,4 +423,36 @@ def test_readers_of_other_processes_cannot_keep_the_wal_past_its_limit(tmp_path:
         for reader in readers:
             reader.kill()
             reader.wait()
+        db.dispose()
+
+
+def test_a_database_call_without_a_descriptor_left_is_a_503_to_retry(tmp_path: Path) -> None:
+    # SQLite, whose connection opens the file: PostgreSQL's opens a socket, checked alike.
+    path = tmp_path / "fd.db"
+    engine = create_database_engine(Settings(database_url=f"sqlite:///{path}"))
+    upgrade_to_head(engine)
+    engine.dispose()  # the runner's first write must open the file itself
+    db = Database(engine)
+
+    async def starved() -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        held: list[int] = []
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 8, hard))
+        try:
+            with contextlib.suppress(OSError):
+                while True:
+                    held.append(os.open(os.devnull, os.O_RDONLY))
+            with pytest.raises(OutOfDescriptors) as raised:
+                await db.write(add_user("starved"))
+        finally:
+            for fd in held:
+                os.close(fd)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert raised.value.status == 503 and raised.value.headers == {"Retry-After": "1"}
+        await db.write(add_user("served"))
+
+    try:
+        asyncio.run(starved())
+        assert "served" in names(db) and "starved" not in names(db)
+    finally:
         db.dispose()

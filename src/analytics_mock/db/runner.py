@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
 import sqlite3
 import threading
 from collections import deque
@@ -25,6 +27,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from analytics_mock.db.watchdog import Guard, Watchdog
+from analytics_mock.errors import OutOfDescriptors
 from analytics_mock.logs import Throttled
 
 logger = logging.getLogger("analytics_mock.db")
@@ -100,6 +103,27 @@ def _busy(exc: BaseException) -> bool:
         and code is not None
         and (code & 0xFF == sqlite3.SQLITE_BUSY)
     )
+
+
+_NO_DESCRIPTOR = (errno.EMFILE, errno.ENFILE)
+
+
+def _out_of_descriptors(exc: BaseException) -> bool:
+    """Whether `exc` came of the process (or system) having no file descriptor left.
+
+    Neither driver tells: SQLite says "unable to open database file", libpq names the errno
+    in its text only. A database error is therefore checked by opening a descriptor now.
+    """
+    if isinstance(exc, OSError):
+        return exc.errno in _NO_DESCRIPTOR
+    if not isinstance(exc, DBAPIError):
+        return False
+    try:
+        fd = os.open(os.devnull, os.O_RDONLY)
+    except OSError as probe:
+        return probe.errno in _NO_DESCRIPTOR
+    os.close(fd)
+    return False
 
 
 def _lost(connection: Connection | None, exc: BaseException) -> bool:
@@ -293,7 +317,9 @@ class UnitRunner:
                 if stale and attempt == 1 and not committing and not overran:
                     logger.info("database connection lost; retrying the batch on a new one")
                     continue
-                self._fail(items, exc, committed_units=committing)
+                # A flood's passing shortage, not a broken server: a 503 to retry.
+                failure = OutOfDescriptors() if _out_of_descriptors(exc) else exc
+                self._fail(items, failure, committed_units=committing)
                 return connection
         return connection
 
@@ -335,7 +361,8 @@ class UnitRunner:
             except Exception as exc:
                 if _lost(connection, exc):
                     raise
-                item.result, item.error = None, exc
+                item.result = None
+                item.error = OutOfDescriptors() if _out_of_descriptors(exc) else exc
                 if not item.read:
                     sql("ROLLBACK TO unit")
             sql("PRAGMA query_only=0" if item.read else "RELEASE unit")
