@@ -133,9 +133,9 @@ class WalBound:
     SQLite's own checkpoints (PASSIVE, from 1,000 pages) copy the WAL into the database, but the
     WAL restarts from its beginning only when no reader holds a snapshot in it: readers in other
     processes (other workers, a backup) whose transactions overlap keep it growing for as long
-    as they do (92 MB in 20 s of writes under two such readers). Past the limit, the writer follows its
-    commit with a TRUNCATE checkpoint, which waits up to `CHECKPOINT_WAIT_MS` for the readers
-    that hold an old snapshot; new readers read the database file meanwhile.
+    as they do (92 MB in 20 s of writes under two such readers). Past the limit, the writer
+    follows its commit with a TRUNCATE checkpoint, which waits up to `CHECKPOINT_WAIT_MS` for
+    the readers that hold an old snapshot; new readers read the database file meanwhile.
     """
 
     def __init__(self, path: str) -> None:
