@@ -139,7 +139,7 @@ def test_an_empty_database_is_built_as_the_migrations_build_it(engine: Engine) -
     migrated = schema_dump(engine)
     assert built == migrated
     assert set(built) >= TABLES
-    assert built["control rows"] == [(1, False, 0)]
+    assert built["control rows"] == [(1, False, 0, 0)]
     assert built["alembic_version rows"] == [(HEAD_REVISION,)]
 
 
@@ -152,6 +152,12 @@ def test_an_older_schema_is_migrated_keeping_its_rows(engine: Engine) -> None:
                 "VALUES ('kept', 'h', 'Admin', 0, false)"
             )
         )
+        conn.execute(
+            text(
+                "INSERT INTO sessions (token_hash, user_name, created_at, last_used_at) "
+                "VALUES ('t', 'kept', 1.0, 2.0)"
+            )
+        )
     with engine.connect() as conn:
         assert not is_at_head(conn)
     upgrade_to_head(engine)
@@ -160,6 +166,8 @@ def test_an_older_schema_is_migrated_keeping_its_rows(engine: Engine) -> None:
     with engine.connect() as conn:
         assert is_at_head(conn)
         assert conn.execute(text("SELECT name FROM users")).scalars().all() == ["kept"]
+        sessions = conn.execute(text("SELECT token_hash, user_name FROM sessions")).all()
+        assert [tuple(row) for row in sessions] == [("t", "kept")]
         assert conn.execute(text("SELECT id FROM control")).scalars().all() == [1]
 
 

@@ -19,6 +19,7 @@ from analytics_mock.api.errors import install_error_handlers
 from analytics_mock.api.middleware import HeadLimitMiddleware, VendorHttpMiddleware
 from analytics_mock.api.openapi import install_documents
 from analytics_mock.api.routes import DirectFront, DirectRoutes, call_endpoint
+from analytics_mock.db.engine import Identity
 from analytics_mock.runtime import Runtime, build_runtime
 from analytics_mock.schemas.controls import FaultIn, MailFailureIn, Maintenance, State
 from analytics_mock.schemas.email_settings import EmailSettingUpdate
@@ -57,10 +58,18 @@ class AnalyticsApp(FastAPI):
         return DirectFront(framework, direct, DirectRoutes(self.direct_routes))
 
 
-def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
-    """Build a ready app: the database is migrated and seeded before this returns."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    runtime: Runtime | None = None,
+    file_identity: Identity | None = None,
+) -> FastAPI:
+    """Build a ready app: the database is migrated and seeded before this returns.
+
+    `file_identity`: the SQLite file a worker's supervisor opened (see `build_runtime`).
+    """
     settings = settings or get_settings()
-    runtime = runtime or build_runtime(settings)
+    runtime = runtime or build_runtime(settings, file_identity=file_identity)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

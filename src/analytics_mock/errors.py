@@ -163,6 +163,22 @@ class UnsupportedMediaType(DomainError):
     message_id = "KNAQ21501-E"
 
 
+class OutOfDescriptors(DomainError):
+    """The process has no file descriptor left for the database (a connection flood) [pick].
+
+    Transient, as the connection cap's answer is: the same 503 and message ID, `Retry-After`.
+    """
+
+    status = 503
+    message_id = "KNAQ25301-E"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The server has too many open files; try again later.",
+            headers={"Retry-After": "1"},
+        )
+
+
 class InternalError(DomainError):
     """An unexpected failure; details go to the log, never to the client."""
 

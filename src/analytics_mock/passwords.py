@@ -12,10 +12,16 @@ from typing import TypeVar
 from passlib.context import CryptContext
 
 # PBKDF2-SHA256 needs nothing beyond the standard library; the crypt schemes are accepted as
-# hashes an operator may already have, never produced.
+# hashes an operator may already have, never produced. A hash of another scheme or cost is
+# replaced at the account's first login (`verify_and_update`), so that logins cost the same.
+_ROUNDS = 29_000
 _CONTEXT = CryptContext(
     schemes=["pbkdf2_sha256", "sha512_crypt", "sha256_crypt"],
     default="pbkdf2_sha256",
+    deprecated="auto",
+    pbkdf2_sha256__default_rounds=_ROUNDS,
+    pbkdf2_sha256__min_rounds=_ROUNDS,
+    pbkdf2_sha256__max_rounds=_ROUNDS,
 )
 
 # Verified against for unknown users, so that an unknown name costs as much as a wrong password.
@@ -88,6 +94,21 @@ def verify_password(password: str, password_hash: str, *, memo: bool = True) -> 
         with _memo_lock:
             _remember(_verified, pair, None)
     return ok
+
+
+def verify_and_update(
+    password: str, password_hash: str, *, memo: bool = True, upgrade: bool = True
+) -> tuple[bool, str | None]:
+    """`verify_password`, and a hash to store in place of `password_hash`, or None.
+
+    The replacement has the default scheme and cost, made when `password_hash` has another (an
+    operator's sha512_crypt) and `upgrade` is true.
+    """
+    if not verify_password(password, password_hash, memo=memo):
+        return False, None
+    if not upgrade or not _CONTEXT.needs_update(password_hash):
+        return True, None
+    return True, hash_password(password)
 
 
 def burn_verification(password: str) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from analytics_mock.crypto import SecretBox, secret_box_from_settings
-from analytics_mock.db.engine import Database, create_database_engine
+from analytics_mock.db.engine import Database, Identity, create_database_engine
 from analytics_mock.db.migrate import upgrade_to_head
 from analytics_mock.db.repositories import ControlRepository
 from analytics_mock.inflight import CallEpochs
@@ -22,6 +23,8 @@ from analytics_mock.services.controls import (
 from analytics_mock.services.seed import Seed, load_seed_file
 from analytics_mock.services.users import UserSpec, load_users_file
 from analytics_mock.settings import Settings
+
+logger = logging.getLogger("analytics_mock")
 
 
 @dataclass
@@ -57,21 +60,34 @@ class Runtime:
         self.db.dispose()
 
 
-def build_runtime(settings: Settings) -> Runtime:
-    """Migrate the database, seed it, load the users, and return the ready runtime."""
+def build_runtime(settings: Settings, *, file_identity: Identity | None = None) -> Runtime:
+    """Migrate the database, seed it, load the users, and return the ready runtime.
+
+    `file_identity`: the SQLite file the server opened (a worker gets its supervisor's). When
+    the path no longer names it, nothing is migrated or seeded: the runtime answers every
+    database call with an error, as the server's other processes do.
+    """
     seed = load_seed_file(settings.seed_file) if settings.seed_file else Seed()
     file_users = load_users_file(settings.users_file) if settings.users_file else []
     users = merge_users(seed.users, file_users)
     engine = create_database_engine(settings)
     try:
-        upgrade_to_head(engine)
-        # Only once the database is known good, so a failed start leaves no key file behind.
-        box = secret_box_from_settings(settings)
-        db = Database(engine, timeout=settings.database_timeout)
-        with db.session(write=True) as session:
-            seed_store(session, box, seed, users)
-            if settings.maintenance:
-                ControlRepository(session).bump(maintenance=True)
+        db = Database(engine, timeout=settings.database_timeout, file_identity=file_identity)
+        if db.file is not None and not db.file.intact():
+            logger.error(
+                "the database file %s was deleted or replaced after the server opened it: "
+                "this process answers database calls with errors until restarted",
+                db.file.path,
+            )
+            box = secret_box_from_settings(settings)
+        else:
+            upgrade_to_head(engine)
+            # Only once the database is known good, so a failed start leaves no key file behind.
+            box = secret_box_from_settings(settings)
+            with db.session(write=True) as session:
+                seed_store(session, box, seed, users)
+                if settings.maintenance:
+                    ControlRepository(session).bump(maintenance=True)
     except BaseException:
         engine.dispose()
         raise

@@ -36,6 +36,7 @@ from starlette.types import ASGIApp
 from analytics_mock import __version__
 from analytics_mock.api.edge_guard import EdgeGuard, EdgePolicy, is_loopback_host
 from analytics_mock.app import create_app
+from analytics_mock.db.engine import Identity
 from analytics_mock.http_protocol import (
     AcceptErrorFilter,
     EdgeLimits,
@@ -110,11 +111,15 @@ def serve(settings: Settings) -> None:
     if settings.workers == 1:
         asyncio.run(serve_app(app, listeners))
         return
+    # Every worker, a replacement started later included, serves the SQLite file opened here
+    # or none: a file replaced under the server would otherwise be served beside the old one.
+    database = app.state.runtime.db
+    identity = database.file.identity if database.file is not None else None
     app.state.runtime.close()  # each worker builds its own
     if tls is not None:
         settings = settings.model_copy(update={"certfile": tls.certfile, "keyfile": tls.keyfile})
     export_settings(settings)
-    _supervise(settings, listeners)
+    _supervise(settings, listeners, identity)
 
 
 def with_control_token(settings: Settings) -> tuple[Settings, bool]:
@@ -146,11 +151,11 @@ def settle_collector() -> None:
     gc.enable()
 
 
-def open_app(settings: Settings | None = None) -> FastAPI:
+def open_app(settings: Settings | None = None, *, file_identity: Identity | None = None) -> FastAPI:
     """The app for `settings` (the environment's when None); a start-up failure is a StartError."""
     effective = settings or get_settings()
     try:
-        return create_app(effective)
+        return create_app(effective, file_identity=file_identity)
     except UsersFileError as exc:
         raise StartError(f"bad --users-file: {exc}") from None
     except SeedFileError as exc:
@@ -313,7 +318,9 @@ class _Worker:
     started: float = field(default_factory=time.monotonic)
 
 
-def _supervise(settings: Settings, listeners: list[Listener]) -> None:
+def _supervise(
+    settings: Settings, listeners: list[Listener], identity: Identity | None = None
+) -> None:
     """Keep `settings.workers` workers serving until SIGINT or SIGTERM, then stop them all.
 
     A worker that dies is replaced unless more than `settings.worker_deaths_per_minute` died
@@ -322,7 +329,7 @@ def _supervise(settings: Settings, listeners: list[Listener]) -> None:
     stopping: list[int] = []
     for signum in STOP_SIGNALS:
         signal.signal(signum, lambda received, _frame: stopping.append(received))
-    workers = [_start_worker(listeners) for _ in range(settings.workers)]
+    workers = [_start_worker(listeners, identity) for _ in range(settings.workers)]
     deaths: deque[float] = deque()
     try:
         while not stopping:
@@ -347,7 +354,7 @@ def _supervise(settings: Settings, listeners: list[Listener]) -> None:
                     worker.process.pid,
                     status,
                 )
-                workers[index] = _start_worker(listeners)
+                workers[index] = _start_worker(listeners, identity)
     finally:
         # New connections are refused from here on, while the workers finish their calls:
         # the sockets close once the workers close their copies.
@@ -356,9 +363,11 @@ def _supervise(settings: Settings, listeners: list[Listener]) -> None:
         _stop_workers(workers)
 
 
-def _start_worker(listeners: list[Listener]) -> _Worker:
+def _start_worker(listeners: list[Listener], identity: Identity | None) -> _Worker:
     process = multiprocessing.get_context("spawn").Process(
-        target=_worker_main, args=(listeners, os.getpid()), name="analytics-mock-worker"
+        target=_worker_main,
+        args=(listeners, os.getpid(), identity),
+        name="analytics-mock-worker",
     )
     if not _HAS_SIGNAL_MASKS:
         process.start()
@@ -409,13 +418,16 @@ def _watch_parent(parent: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _worker_main(listeners: list[Listener], parent: int) -> None:
-    """A worker: the app from the environment's settings, served on the parent's sockets."""
+def _worker_main(listeners: list[Listener], parent: int, identity: Identity | None = None) -> None:
+    """A worker: the app from the environment's settings, served on the parent's sockets.
+
+    `identity`: the SQLite file the parent opened, which the worker serves or refuses.
+    """
     follow_parent(parent)
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     try:
-        app = open_app()
+        app = open_app(file_identity=identity)
     except StartError as exc:
         logger.error("worker process %d cannot start: %s", os.getpid(), exc)
         sys.exit(_CANNOT_START)

@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from passlib.hash import sha512_crypt
 from sqlalchemy import event, select
 
 from analytics_mock import passwords
 from analytics_mock.cli import main
-from analytics_mock.db.models import SessionRow
-from analytics_mock.db.repositories import SessionRepository
+from analytics_mock.db.models import ControlRow, SessionRow
+from analytics_mock.db.repositories import SessionRepository, UserRepository
 from analytics_mock.db.runner import READ_CONNECTION
 from analytics_mock.passwords import _DUMMY_HASH, hash_password
 from analytics_mock.runtime import Runtime
@@ -398,3 +400,95 @@ async def test_password_verifications_run_within_their_limit(
             gate.set()
         assert [r.status_code for r in await asyncio.gather(*flood)] == [401] * 6
     assert peak[0] == 2
+
+
+async def test_an_operator_hash_is_upgraded_at_the_first_login_and_kept_while_the_file_is(
+    make_client: Callable[..., httpx.AsyncClient],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    entry = "users:\n  - name: op\n    passwordHash: '{hash}'\n    permissions: [Admin]\n"
+    path = users_file(tmp_path, entry.format(hash=sha512_crypt.using(rounds=5000).hash("pw-1")))
+    verified: list[str | None] = []  # the scheme of each hash a password was verified against
+    verify = passwords._CONTEXT.verify
+
+    def spied(secret: str, hashed: str) -> bool:
+        verified.append(passwords._CONTEXT.identify(hashed))
+        return bool(verify(secret, hashed))
+
+    monkeypatch.setattr(passwords._CONTEXT, "verify", spied)
+
+    def stored(client: httpx.AsyncClient) -> str:
+        transport = client._transport
+        assert isinstance(transport, httpx.ASGITransport)
+        runtime: Runtime = transport.app.state.runtime  # type: ignore[attr-defined]
+        with runtime.db.session() as session:
+            row = UserRepository(session).get("op")
+            assert row is not None
+            return row.password_hash
+
+    def restart() -> None:
+        # A new process remembers no verification.
+        monkeypatch.setattr(passwords, "_verified", OrderedDict())
+
+    async with make_client(users_file=path) as client:
+        token = token_of(await client.get(SETTINGS_PATH, headers=basic("op", "pw-1")))
+        assert verified == ["sha512_crypt"]
+        upgraded = stored(client)
+        assert passwords._CONTEXT.identify(upgraded) == "pbkdf2_sha256"
+    restart()
+    async with make_client(users_file=path) as client:  # the same file: the upgrade stays
+        verified.clear()  # the start verified `system`'s password
+        assert stored(client) == upgraded
+        assert (await client.get(SETTINGS_PATH, headers=hsso(token))).status_code == 200
+        assert (await client.get(SETTINGS_PATH, headers=basic("op", "pw-1"))).status_code == 200
+        assert verified == ["pbkdf2_sha256"]
+    restart()
+    path.write_text(entry.format(hash=sha512_crypt.using(rounds=5000).hash("pw-2")))
+    async with make_client(users_file=path) as client:  # a new password in the file wins
+        verified.clear()
+        assert (await client.get(SETTINGS_PATH, headers=hsso(token))).status_code == 401
+        assert (await client.get(SETTINGS_PATH, headers=basic("op", "pw-1"))).status_code == 401
+        assert (await client.get(SETTINGS_PATH, headers=basic("op", "pw-2"))).status_code == 200
+        assert verified == ["sha512_crypt", "sha512_crypt"]
+        assert passwords._CONTEXT.identify(stored(client)) == "pbkdf2_sha256"
+
+
+async def test_a_locked_account_is_not_upgraded(
+    make_client: Callable[..., httpx.AsyncClient], tmp_path: Path
+) -> None:
+    operator_hash = sha512_crypt.using(rounds=5000).hash("pw-1")
+    path = users_file(tmp_path, f"users:\n  - name: op\n    passwordHash: '{operator_hash}'\n")
+    async with make_client(users_file=path, account_lock_num=1) as client:
+        assert (await client.get(SETTINGS_PATH, headers=basic("op", "wrong"))).status_code == 401
+        assert (await client.get(SETTINGS_PATH, headers=basic("op", "pw-1"))).status_code == 401
+        transport = client._transport
+        assert isinstance(transport, httpx.ASGITransport)
+        runtime: Runtime = transport.app.state.runtime  # type: ignore[attr-defined]
+        with runtime.db.session() as session:
+            row = UserRepository(session).get("op")
+            assert row is not None and row.password_hash == operator_hash
+
+
+async def test_an_unknown_accounts_failure_changes_a_row_as_a_known_ones_does(
+    make_client: Callable[..., httpx.AsyncClient], tmp_path: Path
+) -> None:
+    # SQLite writes nothing, and so skips the commit's fsync, for a row rewritten unchanged:
+    # the unknown name's write must change one, as counting a known account's failure does.
+    path = users_file(tmp_path, "users:\n  - name: ivy\n    password: ivy-pw\n")
+    async with make_client(users_file=path, account_lock_num=10) as client:
+        transport = client._transport
+        assert isinstance(transport, httpx.ASGITransport)
+        runtime: Runtime = transport.app.state.runtime  # type: ignore[attr-defined]
+
+        def counted() -> tuple[int, int]:
+            with runtime.db.session() as session:
+                control = session.get(ControlRow, 1)
+                ivy = UserRepository(session).get("ivy")
+                assert control is not None and ivy is not None
+                return control.unknown_failures, ivy.failed_logins
+
+        before = counted()
+        assert (await client.get(SETTINGS_PATH, headers=basic("ivy", "nope"))).status_code == 401
+        assert (await client.get(SETTINGS_PATH, headers=basic("nobody", "x"))).status_code == 401
+        assert counted() == (before[0] + 1, before[1] + 1)

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import resource
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +25,7 @@ from analytics_mock.db.engine import Database, create_database_engine
 from analytics_mock.db.migrate import upgrade_to_head
 from analytics_mock.db.models import UserRow
 from analytics_mock.db.runner import READ_CONNECTION, RIDER, FollowUp
-from analytics_mock.errors import ObjectNotFound
+from analytics_mock.errors import ObjectNotFound, OutOfDescriptors
 from analytics_mock.settings import Settings
 from tests.support.db import runner_threads_held, submitted
 
@@ -388,3 +393,107 @@ def test_the_sqlite_wal_shrinks_to_its_limit_after_a_checkpoint(tmp_path: Path) 
 
 async def db_write_one(db: Database) -> None:
     await db.write(add_user("after-the-checkpoint"))
+
+
+# Another process's reader: read transactions of 50 ms, one after the other, the first
+# starting `argv[2]` seconds late; "reading" once the first holds its snapshot.
+_READER = """
+import sqlite3, sys, time
+reader = sqlite3.connect(sys.argv[1], isolation_level=None)
+time.sleep(float(sys.argv[2]))
+first = True
+while True:
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM users").fetchall()
+    if first:
+        print("reading", flush=True)
+        first = False
+    time.sleep(0.05)
+    reader.execute("COMMIT")
+"""
+
+
+def test_readers_of_other_processes_cannot_keep_the_wal_past_its_limit(tmp_path: Path) -> None:
+    # SQLite only: PostgreSQL's write-ahead log is the database server's.
+    path = tmp_path / "wal.db"
+    limit = 256 * 1024
+    settings = Settings(database_url=f"sqlite:///{path}", sqlite_wal_size_limit=limit)
+    engine = create_database_engine(settings)
+    upgrade_to_head(engine)
+    db = Database(engine)
+    wal = Path(f"{path}-wal")
+    # Two readers whose transactions overlap: one of them always holds a snapshot.
+    readers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _READER, str(path), str(delay)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for delay in (0.0, 0.025)
+    ]
+    try:
+        for reader in readers:
+            assert reader.stdout is not None and reader.stdout.readline() == "reading\n"
+
+        async def burst() -> None:
+            for number in range(300):  # some 5 MB through the WAL while the readers read
+                await db.write(add_user(f"user-{number}-" + "x" * 200))
+                await db.write(
+                    lambda c, n=number: c.execute(
+                        USERS.update()
+                        .where(USERS.c.name.like(f"user-{n}-%"))
+                        .values(password_hash="h" * 16000)
+                    )
+                )
+
+        async def settle() -> int:
+            # Writes go on while the readers still overlap: within a few checkpoint attempts
+            # the WAL is back under its limit.
+            deadline = time.monotonic() + 20
+            number = 0
+            while (size := os.stat(wal).st_size) > limit and time.monotonic() < deadline:
+                await asyncio.to_thread(time.sleep, 0.001)  # not as fast as a disk takes them
+                number += 1
+                await db.write(add_user(f"after-{number}"))
+            return size
+
+        asyncio.run(burst())
+        assert all(reader.poll() is None for reader in readers)
+        assert asyncio.run(settle()) <= limit
+    finally:
+        for reader in readers:
+            reader.kill()
+            reader.wait()
+        db.dispose()
+
+
+def test_a_database_call_without_a_descriptor_left_is_a_503_to_retry(tmp_path: Path) -> None:
+    # SQLite, whose connection opens the file: PostgreSQL's opens a socket, checked alike.
+    path = tmp_path / "fd.db"
+    engine = create_database_engine(Settings(database_url=f"sqlite:///{path}"))
+    upgrade_to_head(engine)
+    engine.dispose()  # the runner's first write must open the file itself
+    db = Database(engine)
+
+    async def starved() -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        held: list[int] = []
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 8, hard))
+        try:
+            with contextlib.suppress(OSError):
+                while True:
+                    held.append(os.open(os.devnull, os.O_RDONLY))
+            with pytest.raises(OutOfDescriptors) as raised:
+                await db.write(add_user("starved"))
+        finally:
+            for fd in held:
+                os.close(fd)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert raised.value.status == 503 and raised.value.headers == {"Retry-After": "1"}
+        await db.write(add_user("served"))
+
+    try:
+        asyncio.run(starved())
+        assert "served" in names(db) and "starved" not in names(db)
+    finally:
+        db.dispose()

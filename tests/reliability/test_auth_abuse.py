@@ -21,10 +21,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from analytics_mock.db.repositories import ControlRepository, UserRepository
+from analytics_mock.passwords import verify_password
 from analytics_mock.testing import AnalyticsMock, isolated_settings
 from tests.reliability.conftest import BACKEND_PARAMS, StartServer
 from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
-from tests.support.reliability import envelope_problems
+from tests.support.reliability import Timings, envelope_problems, interleaved
 from tests.support.servers import ServerProcess
 
 ALICE_PASSWORD = "Alice-Pw-4Xq9"
@@ -184,6 +186,78 @@ def test_unknown_user_costs_as_much_as_a_wrong_password(tmp_path: Path, lock_aft
     medians = {name: statistics.median(values) for name, values in times.items()}
     ratio = medians["unknown user"] / medians["wrong password"]
     assert 0.5 <= ratio <= 2.0, medians
+
+
+# Timing, statistically: interleaved samples, the median of their paired differences bounded
+# by a fraction of what the difference would be if the property did not hold, measured in the
+# same run (the cost of one password verification, of one commit), so that a slower or busier
+# machine moves the bound with the samples. Figures in docs/reliability.md.
+
+
+def stored_hash(mock: AnalyticsMock, name: str) -> str:
+    runtime = mock.app.state.runtime
+    with runtime.db.session() as session:
+        row = UserRepository(session).get(name)
+        assert row is not None
+        return row.password_hash
+
+
+def refused(client: httpx.Client) -> None:
+    assert client.get(SETTINGS_PATH).status_code == 401
+
+
+def test_a_locked_account_takes_as_long_for_the_right_password_as_for_a_wrong_one(
+    make_mock: MockFactory,
+) -> None:
+    mock = make_mock(account_lock_num=2)
+    right = mock.make_client(auth=("alice", ALICE_PASSWORD))
+    wrong = mock.make_client(auth=("alice", WRONG_PASSWORD))
+    # Signed in before the lock: the server has verified (and may remember) this password.
+    assert right.get(SETTINGS_PATH).status_code == 200
+    refused(wrong)
+    refused(wrong)
+    password_hash = stored_hash(mock, "alice")
+
+    def alike(timings: Timings) -> bool:
+        # Answering the right password from memory would save one whole verification.
+        return abs(timings.difference("right", "wrong")) < 0.5 * timings.median("verification")
+
+    samples = {
+        "right": lambda: refused(right),
+        "wrong": lambda: refused(wrong),
+        "verification": lambda: verify_password(ALICE_PASSWORD, password_hash, memo=False),
+    }
+    timings = interleaved(samples, rounds=60, holds=alike)
+    assert alike(timings), timings
+
+
+def test_the_lock_bookkeeping_takes_as_long_for_an_unknown_account(
+    make_mock: MockFactory,
+) -> None:
+    mock = make_mock(account_lock_num=10)
+    known = mock.make_client(auth=("alice", WRONG_PASSWORD))
+    unknown = mock.make_client(auth=("nobody", WRONG_PASSWORD))
+    runtime = mock.app.state.runtime
+
+    def commit() -> None:  # a changed row's commit, as counting a failure is
+        with runtime.db.session(write=True) as session:
+            ControlRepository(session).count_unknown_failure()
+
+    def alike(timings: Timings) -> bool:
+        # Counting a known account's failure costs a write and its commit (an fsync): an
+        # unknown name that skipped it would answer faster by about one commit.
+        return abs(timings.difference("known", "unknown")) < 0.5 * timings.median("commit")
+
+    refused(known)
+    refused(unknown)
+    samples = {
+        "known": lambda: refused(known),
+        "unknown": lambda: refused(unknown),
+        "commit": commit,
+        "unlock": lambda: mock.unlock("alice"),  # alice's count never reaches the lock
+    }
+    timings = interleaved(samples, rounds=100, holds=alike)
+    assert alike(timings), timings
 
 
 # --- malformed Authorization headers ---------------------------------------------------------

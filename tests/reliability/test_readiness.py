@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import make_url
 
 from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
+from tests.support.servers import ServerProcess, running_server
+from tests.test_workers import workers_of
 
 pytestmark = pytest.mark.anyio
 PUT_HEADERS = {**ADMIN, "Content-Type": "application/json", "Accept": "application/json"}
@@ -157,3 +161,50 @@ async def test_a_call_under_an_outside_lock_waits_out_one_busy_timeout(
         assert len(waits) == 1
         assert db.journal_losses.count == lost + 1
         assert (await client.get(SETTINGS_PATH, headers=GET_HEADERS)).status_code == 200
+
+
+def refused_everywhere(server: ServerProcess, port: int) -> None:
+    """Fresh connections, so that the kernel hands them to either worker: none serves."""
+    for _ in range(10):
+        assert httpx.get(server.url + "/readyz").status_code == 503
+        got = httpx.get(server.url + SETTINGS_PATH, headers=GET_HEADERS)
+        assert got.status_code >= 500 and got.json()["application"] == "Analytics"
+        put = httpx.put(server.url + OBJECT_PATH, headers=PUT_HEADERS, json={"portNumber": port})
+        assert put.status_code >= 500 and put.json()["application"] == "Analytics"
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("how", ["replaced", "deleted"])
+def test_every_worker_refuses_a_replaced_file_a_worker_started_after_it_too(
+    tmp_path: Path, how: str
+) -> None:
+    # SQLite only: a PostgreSQL database has no file to replace under the server.
+    path = tmp_path / "store.db"
+    with running_server(tmp_path, "--workers", "2", "--database-url", sqlite_url(path)) as server:
+        workers = workers_of(server)
+        put = httpx.put(server.url + OBJECT_PATH, headers=PUT_HEADERS, json={"portNumber": 2525})
+        assert put.status_code == 200
+        if how == "replaced":
+            copy = tmp_path / "copy.db"
+            with sqlite3.connect(path) as source, sqlite3.connect(copy) as target:
+                source.backup(target)
+            os.replace(copy, path)
+        else:
+            path.unlink()
+        refused_everywhere(server, 2527)
+        # Each worker in turn is replaced by one that starts after the file was: at the end
+        # both workers opened the path only after the replacement.
+        for victim in sorted(workers):
+            os.kill(victim, signal.SIGKILL)
+            deadline = time.monotonic() + 60
+            while victim in (now := workers_of(server)):
+                assert time.monotonic() < deadline, server.output()
+                time.sleep(0.1)
+            refused_everywhere(server, 2528)
+        assert len(now & workers) == 0
+    if how == "replaced":  # the file at the path took no write of the server's
+        with contextlib.closing(sqlite3.connect(path)) as replaced:
+            dump = "\n".join(replaced.iterdump())
+        assert "2527" not in dump and "2528" not in dump and "2525" in dump
+    else:
+        assert not path.exists()

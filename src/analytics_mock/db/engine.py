@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sqlite3
@@ -24,6 +25,8 @@ from analytics_mock.db.runner import READ_CONNECTION, Unit, UnitRunner
 from analytics_mock.db.watchdog import Guard, Watchdog
 from analytics_mock.logs import Throttled
 from analytics_mock.settings import Settings
+
+logger = logging.getLogger("analytics_mock.db")
 
 T = TypeVar("T")
 # Seconds a unit of database work may take on PostgreSQL before its connection is cut.
@@ -61,18 +64,38 @@ class DatabaseFileReplaced(OperationalError):
         )
 
 
+# A SQLite file's (st_dev, st_ino): the file the server opened, whatever the path names later.
+Identity = tuple[int, int]
+
+
 class FileIdentity:
     """The identity (device, inode) of the SQLite file as first opened, and a check against it.
 
     A write into a file that was deleted or replaced goes to an unlinked inode and is lost at
-    restart: every batch checks first, and fails instead of acknowledging it.
+    restart: every batch checks first, and fails instead of acknowledging it. The workers of
+    one server share the supervisor's `expected` identity, so that a worker started after the
+    replacement refuses the new file as the others do, rather than serving a second state.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, expected: Identity | None = None) -> None:
         self.path = path
-        self._opened: tuple[int, int] | None = None
+        self._opened: Identity | None = expected
 
-    def _current(self) -> tuple[int, int] | None:
+    @property
+    def identity(self) -> Identity | None:
+        """The file's identity once fixed (by the first open, or given)."""
+        return self._opened
+
+    def fix(self) -> None:
+        """Fix the identity to the file at the path now, unless already fixed."""
+        if self._opened is None:
+            self._opened = self._current()
+
+    def intact(self) -> bool:
+        """Whether the path still names the file (true while none was fixed)."""
+        return self._opened is None or self._current() == self._opened
+
+    def _current(self) -> Identity | None:
         try:
             stat = os.stat(self.path)
         except OSError:
@@ -81,8 +104,7 @@ class FileIdentity:
 
     def opened(self) -> None:
         """A connection opened the file: the first one fixes its identity."""
-        if self._opened is None:
-            self._opened = self._current()
+        self.fix()
         self.check()
 
     def has_room(self) -> bool:
@@ -99,8 +121,52 @@ class FileIdentity:
 
     def check(self) -> None:
         """Raise `DatabaseFileReplaced` if the path no longer names the file first opened."""
-        if self._opened is not None and self._current() != self._opened:
+        if not self.intact():
             raise DatabaseFileReplaced(self.path)
+
+
+# A checkpoint that must restart the WAL waits this long for other processes' readers (and
+# holds off writers meanwhile); after one they kept from finishing, the next try waits a while.
+CHECKPOINT_WAIT_MS = 200
+CHECKPOINT_RETRY_SECONDS = 1.0
+
+
+class WalBound:
+    """Keeps the WAL within `journal_size_limit` though readers of other processes overlap.
+
+    SQLite's own checkpoints (PASSIVE, from 1,000 pages) copy the WAL into the database, but the
+    WAL restarts from its beginning only when no reader holds a snapshot in it: readers in other
+    processes (other workers, a backup) whose transactions overlap keep it growing for as long
+    as they do (92 MB in 20 s of writes under two such readers). Past the limit, the writer
+    follows its commit with a TRUNCATE checkpoint, which waits up to `CHECKPOINT_WAIT_MS` for
+    the readers that hold an old snapshot; new readers read the database file meanwhile.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.wal = f"{path}-wal"
+        self._next_try = 0.0
+
+    def __call__(self, connection: Connection) -> None:
+        """After a commit on `connection` (in autocommit, holding this process's write lock)."""
+        try:
+            size = os.stat(self.wal).st_size
+        except OSError:
+            return
+        if size == 0 or time.monotonic() < self._next_try:
+            return
+        sql: Any = connection.connection.dbapi_connection
+        [limit] = sql.execute("PRAGMA journal_size_limit").fetchone()
+        if limit < 0 or size <= limit:
+            return
+        [timeout] = sql.execute("PRAGMA busy_timeout").fetchone()
+        sql.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS:d}")
+        try:
+            [busy, _, _] = sql.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.OperationalError:  # another process's writer held on past the wait
+            busy = 1
+        finally:
+            sql.execute(f"PRAGMA busy_timeout={int(timeout):d}")
+        self._next_try = time.monotonic() + CHECKPOINT_RETRY_SECONDS if busy else 0.0
 
 
 def _sqlite_engine(url: URL, settings: Settings) -> Engine:
@@ -168,22 +234,31 @@ def create_database_engine(settings: Settings) -> Engine:
 class Database:
     """Owns the engine. Requests reach the database through `read` and `write` only."""
 
-    def __init__(self, engine: Engine, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        file_identity: Identity | None = None,
+    ) -> None:
+        """`file_identity`: the SQLite file the server opened first (see `FileIdentity`)."""
         self.engine = engine
         self.dialect = engine.dialect.name
         self.timeout = timeout
         self._write_engine = engine.execution_options(sqlite_write=True)
         sqlite = self.dialect == "sqlite"
         path = engine.url.database
-        self.file = FileIdentity(path) if sqlite and path not in (None, "", ":memory:") else None
+        on_disk = sqlite and path and path != ":memory:"
+        self.file = FileIdentity(path, file_identity) if on_disk and path else None
         if self.file is not None:
-            self.file.opened()
+            self.file.fix()
             # A new connection must open the same file; the first one fixes it if none existed.
             event.listen(engine, "connect", lambda _dbapi, _record: self._opened())
         # SQLite has one writer at a time. Threads of this process queue here and are woken
         # the moment the lock is free, instead of polling in SQLite's busy handler, whose
         # back-off sleeps up to 100 ms; other processes still wait under busy_timeout.
         self._write_lock = threading.Lock() if sqlite else None
+        self._wal_bound = WalBound(self.file.path) if self.file is not None else None
         # A local file needs no deadline; a network database does (see watchdog.py).
         self.watchdog = None if sqlite else Watchdog()
         if self.watchdog is not None:
@@ -260,6 +335,12 @@ class Database:
                 dbapi_connection = connection.connection.dbapi_connection
                 guard = stack.enter_context(self.watchdog.guard(dbapi_connection, self.timeout))
             yield guard
+            # The work committed, and this process still holds the write lock: WAL upkeep.
+            if write and self._wal_bound is not None:
+                try:
+                    self._wal_bound(connection)
+                except Exception:  # the work committed; its answers stand
+                    logger.warning("upkeep after a commit failed", exc_info=True)
 
     def dispose(self) -> None:
         """Stop the runner and close every pooled connection."""

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
+from analytics_mock.errors import OutOfDescriptors
+
+_NO_DESCRIPTOR = (errno.EMFILE, errno.ENFILE)
 # libpq's PQTRANS_INERROR, as psycopg reports a connection's transaction status.
 _PQTRANS_INERROR = 3
 
@@ -33,3 +38,26 @@ def lost(connection: Connection | None, exc: BaseException) -> bool:
     """Whether the connection is gone (invalidated), so its work can run again on a new one."""
     invalidated = isinstance(exc, DBAPIError) and exc.connection_invalidated
     return connection is not None and (connection.invalidated or invalidated)
+
+
+def out_of_descriptors(exc: BaseException) -> bool:
+    """Whether `exc` came of the process (or system) having no file descriptor left.
+
+    Neither driver tells: SQLite says "unable to open database file", libpq names the errno
+    in its text only. A database error is therefore checked by opening a descriptor now.
+    """
+    if isinstance(exc, OSError):
+        return exc.errno in _NO_DESCRIPTOR
+    if not isinstance(exc, DBAPIError):
+        return False
+    try:
+        fd = os.open(os.devnull, os.O_RDONLY)
+    except OSError as probe:
+        return probe.errno in _NO_DESCRIPTOR
+    os.close(fd)
+    return False
+
+
+def reported(exc: BaseException) -> BaseException:
+    """The error the caller gets for `exc`: a flood's passing shortage is a 503 to retry."""
+    return OutOfDescriptors() if out_of_descriptors(exc) else exc

@@ -26,7 +26,7 @@ from analytics_mock.db.models import Base, ControlRow
 
 SCRIPT_LOCATION = "analytics_mock:migrations"
 # The newest revision in migrations/versions; tests/test_migrations.py checks it against Alembic.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 # Any constant works; it only has to be the same in every process that migrates.
 MIGRATION_LOCK_KEY = 7_274_221_015
 # Alembic keeps its migration context in module globals: one migration per process at a time.

@@ -38,6 +38,9 @@ class UserRow(Base):
     permissions: Mapped[str] = mapped_column(String(255), nullable=False)
     failed_logins: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     locked: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # The `passwordHash` the users file (or an import) gave when `password_hash` was set from
+    # it: while the file gives the same, a hash upgraded at login since is kept.
+    source_hash: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class TestMailRow(Base):
@@ -131,6 +134,11 @@ class ControlRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     maintenance: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     generation: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Failed logins that named no account. Counted as a known account's failures are, so
+    # that both cost one changed row and its commit (and tell no account names apart).
+    unknown_failures: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
 
 
 class MailFailureRow(Base):

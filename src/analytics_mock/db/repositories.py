@@ -318,6 +318,14 @@ class UserRepository:
             values["locked"] = UserRow.locked | (count >= lock_after)
         self.session.execute(update(UserRow).where(UserRow.name == name).values(**values))
 
+    def upgrade_hash(self, name: str, old: str, new: str) -> None:
+        """Replace the account's hash `old` by `new`, unless it changed meanwhile."""
+        self.session.execute(
+            update(UserRow)
+            .where(UserRow.name == name, UserRow.password_hash == old)
+            .values(password_hash=new)
+        )
+
     def clear_failures(self, name: str) -> None:
         """Reset the consecutive failure count after a good login."""
         self.session.execute(
@@ -525,6 +533,16 @@ class ControlRepository:
         if maintenance is not None:
             values["maintenance"] = maintenance
         self.session.execute(update(ControlRow).where(ControlRow.id == 1).values(**values))
+
+    def count_unknown_failure(self) -> None:
+        """Count a failed login that named no account (a row changed, as for a known one)."""
+        # Changed, not rewritten as it was: SQLite skips an unchanged row's write, and with it
+        # the commit's fsync that a known account's failure costs.
+        self.session.execute(
+            update(ControlRow)
+            .where(ControlRow.id == 1)
+            .values(unknown_failures=ControlRow.unknown_failures + 1)
+        )
 
     def probe_write(self) -> bool:
         """Write the switches row unchanged: whether the database takes a write at all."""

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from analytics_mock.db.failures import aborted, busy, lost
+from analytics_mock.db.failures import aborted, busy, lost, reported
 from analytics_mock.db.watchdog import Guard
 from analytics_mock.logs import Throttled
 
@@ -250,7 +250,7 @@ class UnitRunner:
                 if stale and attempt == 1 and not committing and not overran:
                     logger.info("database connection lost; retrying the batch on a new one")
                     continue
-                self._fail(items, exc, committed_units=committing)
+                self._fail(items, reported(exc), committed_units=committing)
                 return connection
         return connection
 
@@ -282,7 +282,7 @@ class UnitRunner:
             except Exception as exc:
                 if lost(connection, exc):
                     raise
-                item.result, item.error = None, exc
+                item.result, item.error = None, reported(exc)
                 if not item.read:
                     sql("ROLLBACK TO unit")
             sql("PRAGMA query_only=0" if item.read else "RELEASE unit")

@@ -32,7 +32,7 @@ from analytics_mock.db.repositories import (
     UserRepository,
 )
 from analytics_mock.errors import AuthenticationFailed, PermissionDenied
-from analytics_mock.passwords import burn_verification, verify_password
+from analytics_mock.passwords import burn_verification, verify_and_update
 
 T = TypeVar("T")
 
@@ -74,6 +74,8 @@ class Decision:
     new_session: tuple[str, str] | None = None  # (token hash, user name)
     touch_session: str | None = None
     expire_session: str | None = None
+    # (name, stored hash, its replacement): an operator hash upgraded to the default scheme.
+    upgrade_hash: tuple[str, str, str] | None = None
     # An unknown account's failure writes as much as a known one's, so neither the time nor
     # the fsync of the lock's bookkeeping tells which names exist.
     pretend_failure: bool = False
@@ -88,6 +90,7 @@ class Decision:
                 self.new_session,
                 self.touch_session,
                 self.expire_session,
+                self.upgrade_hash,
                 self.pretend_failure,
             )
         )
@@ -238,9 +241,11 @@ class Authenticator:
         if decision.count_failure_for:
             users.record_failure(decision.count_failure_for, self._lock_threshold(decision))
         if decision.pretend_failure:
-            ControlRepository(session).probe_write()
+            ControlRepository(session).count_unknown_failure()
         if decision.clear_failures_for:
             users.clear_failures(decision.clear_failures_for)
+        if decision.upgrade_hash:
+            users.upgrade_hash(*decision.upgrade_hash)
         if decision.expire_session:
             sessions.delete(decision.expire_session)
         if decision.touch_session:
@@ -279,10 +284,14 @@ class Authenticator:
             return Decision(pretend_failure=self._counts_failures(name))
         # A locked account answers the right password as a wrong one, in time too: a full
         # verification (no cache) and the same failure count.
-        ok = await self._password_ok(credentials, user.password_hash, cached=not user.locked)
+        ok, upgraded = await self._password_ok(
+            credentials, user.password_hash, cached=not user.locked
+        )
         if user.locked or not ok:
             return Decision(count_failure_for=name if self._counts_failures(name) else None)
         decision = Decision(clear_failures_for=name if user.failed_logins else None)
+        if upgraded is not None:
+            decision.upgrade_hash = (name, user.password_hash, upgraded)
         if token is None or row is None or now - row.last_used_at > self.session_timeout:
             token = secrets.token_urlsafe(32)
             decision.new_session = (token_digest(token), name)
@@ -314,24 +323,28 @@ class Authenticator:
 
     async def _password_ok(
         self, credentials: BasicCredentials, password_hash: str, *, cached: bool = True
-    ) -> bool:
+    ) -> tuple[bool, str | None]:
+        """Whether the password matches, and the hash to store instead (another scheme's)."""
         # A hit counts only while the stored hash is the one verified, so a changed password
         # misses at once; the lock is checked from the database on every request.
         key = credentials.cache_key
         with self._lock:
             if cached and self._verified.get(key) == password_hash:
                 self._verified.move_to_end(key)
-                return True
+                return True, None
         if _too_long(credentials.password):
             await self._verify(_burn, credentials.password)
-            return False
-        verify = partial(verify_password, memo=cached)
-        if not await self._verify(verify, credentials.password, password_hash):
-            return False
+            return False, None
+        # A locked account's answer must not cost an upgrade's hash more for the right password.
+        verify = partial(verify_and_update, memo=cached, upgrade=cached)
+        ok, upgraded = await self._verify(verify, credentials.password, password_hash)
+        if not ok:
+            return False, None
         with self._lock:
-            self._verified[key] = password_hash
+            # The upgraded hash is the one the next call reads.
+            self._verified[key] = upgraded or password_hash
             self._trim(self._verified)
-        return True
+        return True, upgraded
 
     async def _verify(self, fn: Callable[..., T], *args: Any) -> T:
         """Run one password verification in a worker thread, within the concurrency limit."""

@@ -68,6 +68,10 @@ def load_users_file(path: Path) -> list[UserSpec]:
 
 def _stored_hash(spec: UserSpec, existing: UserRow | None) -> str:
     if spec.password_hash is not None:
+        # Loaded from this very hash before: the stored one verifies the same password, and
+        # may be its upgrade to the default scheme at a login since.
+        if existing is not None and existing.source_hash == spec.password_hash:
+            return existing.password_hash
         return spec.password_hash
     assert spec.password is not None
     # Keep a hash that still verifies, so a restart does not invalidate every process's cache.
@@ -90,6 +94,7 @@ def sync_users(session: Session, specs: list[UserSpec]) -> None:
                 UserRow(
                     name=spec.name,
                     password_hash=password_hash,
+                    source_hash=spec.password_hash,
                     permissions=permissions,
                     failed_logins=0,
                     locked=False,
@@ -98,6 +103,9 @@ def sync_users(session: Session, specs: list[UserSpec]) -> None:
         else:
             if row.password_hash != password_hash:  # a new password: old tokens stop at once
                 SessionRepository(session).end_for(spec.name)
+            # An import of an exported upgraded hash keeps the file's hash it came from.
+            if row.password_hash != password_hash or row.source_hash is None:
+                row.source_hash = spec.password_hash
             row.password_hash = password_hash
             row.permissions = permissions
 
