@@ -118,7 +118,10 @@ async def test_an_outside_write_lock_makes_readiness_fail(
 
 @pytest.mark.parametrize("how", ["replaced", "deleted"])
 async def test_a_database_file_replaced_under_the_server_takes_no_write(
-    tmp_path: Path, make_client: Callable[..., httpx.AsyncClient], how: str
+    tmp_path: Path,
+    make_client: Callable[..., httpx.AsyncClient],
+    how: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     path = tmp_path / "store.db"
     async with make_client(database_url=sqlite_url(path)) as client:
@@ -134,6 +137,12 @@ async def test_a_database_file_replaced_under_the_server_takes_no_write(
         put = await client.put(OBJECT_PATH, headers=PUT_HEADERS, json={"portNumber": 2527})
         assert put.status_code >= 500 and put.json()["application"] == "Analytics"
         assert "2527" not in put.text
+        # Every call fails the same way meanwhile: the log says so once, with the count.
+        for _ in range(20):
+            got = await client.get(SETTINGS_PATH, headers=GET_HEADERS)
+            assert got.status_code == 500 and got.json()["application"] == "Analytics"
+        lines = [r for r in caplog.records if "cannot read the test controls" in r.getMessage()]
+        assert len(lines) == 1 and "1 since the last report" in lines[0].getMessage()
 
 
 async def test_a_call_under_an_outside_lock_waits_out_one_busy_timeout(

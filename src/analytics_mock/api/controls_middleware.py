@@ -19,6 +19,7 @@ from analytics_mock.api.errors import COMMON_HEADERS, error_response
 from analytics_mock.api.middleware import declared_length
 from analytics_mock.db.runner import RIDER, FollowUp
 from analytics_mock.errors import DomainError, InternalError, ServerUnavailable, error_for_status
+from analytics_mock.logs import Throttled
 from analytics_mock.runtime import Runtime
 from analytics_mock.services.controls import FaultRule, take_fault
 from analytics_mock.services.journal import (
@@ -101,6 +102,10 @@ class ControlsMiddleware:
     def __init__(self, app: ASGIApp, *, runtime: Runtime) -> None:
         self.app = app
         self.runtime = runtime
+        # A database that is gone fails every call here: one line a minute, not one a call.
+        self.controls_unread = Throttled(
+            logger, "cannot read the test controls; calls answered 500"
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
@@ -119,9 +124,7 @@ class ControlsMiddleware:
         except Exception:
             # The database is gone: answer here, in the envelope, and keep the connection
             # (Starlette's last-resort handler would re-raise and uvicorn drop it).
-            logger.exception(
-                "cannot read the test controls for %s %s", scope["method"], scope["path"]
-            )
+            self.controls_unread(exc_info=True)
             await error_response(scope, InternalError())(scope, call.receive, call.send)
             return
         if snapshot.maintenance:
