@@ -45,6 +45,15 @@ def names(db: Database) -> set[str]:
         return set(session.scalars(select(UserRow.name)))
 
 
+def commits_of(db: Database) -> list[int]:
+    """One entry per commit from now on, the PostgreSQL readers' autocommit ones aside."""
+    commits: list[int] = []
+    event.listen(
+        db.engine, "commit", lambda conn: conn.info.get(READ_CONNECTION) or commits.append(1)
+    )
+    return commits
+
+
 class UserCount:
     """A read-only unit that counts the users, and how many times it ran."""
 
@@ -78,10 +87,7 @@ def outcome(name: str) -> FollowUp:
 
 
 async def test_concurrent_writes_share_one_commit(db: Database) -> None:
-    commits: list[int] = []
-    event.listen(
-        db.engine, "commit", lambda conn: conn.info.get(READ_CONNECTION) or commits.append(1)
-    )
+    commits = commits_of(db)
     async with runner_threads_held(db):
         rest = [asyncio.ensure_future(db.write(add_user(f"u{i}"))) for i in range(20)]
     await asyncio.gather(*rest)
@@ -220,10 +226,7 @@ async def test_shared_reads_run_once_for_callers_that_arrive_before_it_starts(
 async def test_the_rider_is_made_from_the_outcome_and_committed_with_the_write(
     db: Database,
 ) -> None:
-    commits: list[int] = []
-    event.listen(
-        db.engine, "commit", lambda conn: conn.info.get(READ_CONNECTION) or commits.append(1)
-    )
+    commits = commits_of(db)
 
     def refuse(_connection: Connection) -> None:
         raise ObjectNotFound("no such object")
@@ -244,10 +247,7 @@ async def test_the_rider_is_made_from_the_outcome_and_committed_with_the_write(
 async def test_a_read_that_answers_the_call_carries_the_rider_where_reads_join_the_writer(
     db: Database,
 ) -> None:
-    commits: list[int] = []
-    event.listen(
-        db.engine, "commit", lambda conn: conn.info.get(READ_CONNECTION) or commits.append(1)
-    )
+    commits = commits_of(db)
     async with runner_threads_held(db):
         # Callers that share one read each bring their own entry.
         with riding(outcome("first")):
