@@ -361,27 +361,33 @@ async def test_a_read_answers_when_only_the_commit_of_its_batch_fails(db: Databa
     assert names(db) == {"a"}
 
 
-def test_the_sqlite_wal_shrinks_to_its_limit_after_a_checkpoint(tmp_path: Path) -> None:
-    path = tmp_path / "wal.db"
-    settings = Settings(database_url=f"sqlite:///{path}", sqlite_wal_size_limit=64 * 1024)
+def wal_database(path: Path, limit: int) -> Database:
+    """A migrated SQLite database at `path` whose WAL keeps `limit` bytes after a checkpoint."""
+    settings = Settings(database_url=f"sqlite:///{path}", sqlite_wal_size_limit=limit)
     engine = create_database_engine(settings)
     upgrade_to_head(engine)
-    db = Database(engine)
+    return Database(engine)
+
+
+async def wal_burst(db: Database) -> None:
+    """Some 5 MB through the WAL, past an auto-checkpoint: 300 users, each rewritten large."""
+    for number in range(300):
+        await db.write(add_user(f"user-{number}-" + "x" * 200))
+        await db.write(
+            lambda c, n=number: c.execute(
+                USERS.update()
+                .where(USERS.c.name.like(f"user-{n}-%"))
+                .values(password_hash="h" * 16000)
+            )
+        )
+
+
+def test_the_sqlite_wal_shrinks_to_its_limit_after_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    db = wal_database(path, 64 * 1024)
     wal = Path(f"{path}-wal")
     try:
-
-        async def burst() -> None:
-            for number in range(300):  # some 5 MB through the WAL, past an auto-checkpoint
-                await db.write(add_user(f"user-{number}-" + "x" * 200))
-                await db.write(
-                    lambda c, n=number: c.execute(
-                        USERS.update()
-                        .where(USERS.c.name.like(f"user-{n}-%"))
-                        .values(password_hash="h" * 16000)
-                    )
-                )
-
-        asyncio.run(burst())
+        asyncio.run(wal_burst(db))
         with contextlib.closing(sqlite3.connect(path)) as outside:  # whatever auto-checkpoints did
             outside.execute("PRAGMA wal_checkpoint(PASSIVE)")
         asyncio.run(db_write_one(db))
@@ -417,10 +423,7 @@ def test_readers_of_other_processes_cannot_keep_the_wal_past_its_limit(tmp_path:
     # SQLite only: PostgreSQL's write-ahead log is the database server's.
     path = tmp_path / "wal.db"
     limit = 256 * 1024
-    settings = Settings(database_url=f"sqlite:///{path}", sqlite_wal_size_limit=limit)
-    engine = create_database_engine(settings)
-    upgrade_to_head(engine)
-    db = Database(engine)
+    db = wal_database(path, limit)
     wal = Path(f"{path}-wal")
     # Two readers whose transactions overlap: one of them always holds a snapshot.
     readers = [
@@ -435,17 +438,6 @@ def test_readers_of_other_processes_cannot_keep_the_wal_past_its_limit(tmp_path:
         for reader in readers:
             assert reader.stdout is not None and reader.stdout.readline() == "reading\n"
 
-        async def burst() -> None:
-            for number in range(300):  # some 5 MB through the WAL while the readers read
-                await db.write(add_user(f"user-{number}-" + "x" * 200))
-                await db.write(
-                    lambda c, n=number: c.execute(
-                        USERS.update()
-                        .where(USERS.c.name.like(f"user-{n}-%"))
-                        .values(password_hash="h" * 16000)
-                    )
-                )
-
         async def settle() -> int:
             # Writes go on while the readers still overlap: within a few checkpoint attempts
             # the WAL is back under its limit.
@@ -457,7 +449,7 @@ def test_readers_of_other_processes_cannot_keep_the_wal_past_its_limit(tmp_path:
                 await db.write(add_user(f"after-{number}"))
             return size
 
-        asyncio.run(burst())
+        asyncio.run(wal_burst(db))  # while the readers read
         assert all(reader.poll() is None for reader in readers)
         assert asyncio.run(settle()) <= limit
     finally:

@@ -116,6 +116,18 @@ async def test_an_outside_write_lock_makes_readiness_fail(
         assert (await client.get("/readyz")).status_code == 200
 
 
+def take_away(path: Path, how: str) -> None:
+    """Replace the SQLite file at `path` by a copy (atomically, as a restore from a backup
+    does) or delete it, as `how` says."""
+    if how == "replaced":
+        copy = path.with_name("copy.db")
+        with sqlite3.connect(path) as source, sqlite3.connect(copy) as target:
+            source.backup(target)
+        os.replace(copy, path)
+    else:
+        path.unlink()
+
+
 @pytest.mark.parametrize("how", ["replaced", "deleted"])
 async def test_a_database_file_replaced_under_the_server_takes_no_write(
     tmp_path: Path,
@@ -126,13 +138,7 @@ async def test_a_database_file_replaced_under_the_server_takes_no_write(
     path = tmp_path / "store.db"
     async with make_client(database_url=sqlite_url(path)) as client:
         assert (await client.get("/readyz")).status_code == 200
-        if how == "replaced":  # atomically, as a restore from a backup does
-            copy = tmp_path / "copy.db"
-            with sqlite3.connect(path) as source, sqlite3.connect(copy) as target:
-                source.backup(target)
-            os.replace(copy, path)
-        else:
-            path.unlink()
+        take_away(path, how)
         assert (await client.get("/readyz")).status_code == 503
         put = await client.put(OBJECT_PATH, headers=PUT_HEADERS, json={"portNumber": 2527})
         assert put.status_code >= 500 and put.json()["application"] == "Analytics"
@@ -193,13 +199,7 @@ def test_every_worker_refuses_a_replaced_file_a_worker_started_after_it_too(
         workers = workers_of(server)
         put = httpx.put(server.url + OBJECT_PATH, headers=PUT_HEADERS, json={"portNumber": 2525})
         assert put.status_code == 200
-        if how == "replaced":
-            copy = tmp_path / "copy.db"
-            with sqlite3.connect(path) as source, sqlite3.connect(copy) as target:
-                source.backup(target)
-            os.replace(copy, path)
-        else:
-            path.unlink()
+        take_away(path, how)
         refused_everywhere(server, 2527)
         # Each worker in turn is replaced by one that starts after the file was: at the end
         # both workers opened the path only after the replacement.
