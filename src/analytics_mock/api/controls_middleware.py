@@ -7,6 +7,7 @@ import logging
 import socket
 import struct
 import time
+from collections.abc import Callable
 from functools import partial
 from http import HTTPStatus
 from typing import Any
@@ -14,14 +15,16 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from analytics_mock.api.dependencies import PARSED_BODY
+from analytics_mock.api.dependencies import AUTH_FACTS, PARSED_BODY, authorization_of
 from analytics_mock.api.errors import COMMON_HEADERS, error_response
 from analytics_mock.api.middleware import declared_length
+from analytics_mock.db.repositories import Executor
 from analytics_mock.db.runner import RIDER, FollowUp
 from analytics_mock.errors import DomainError, InternalError, ServerUnavailable, error_for_status
 from analytics_mock.logs import Throttled
 from analytics_mock.runtime import Runtime
-from analytics_mock.services.controls import FaultRule, take_fault
+from analytics_mock.services.auth import Facts
+from analytics_mock.services.controls import ControlSnapshot, FaultRule, take_fault
 from analytics_mock.services.journal import (
     Call,
     journal_entry,
@@ -118,15 +121,19 @@ class ControlsMiddleware:
             self.runtime.calls.leave(call.epoch)
 
     async def _serve(self, scope: Scope, receive: Receive, call: _CallRecorder) -> None:
+        # Every call reads the switches, and with them what authenticating it will read, in one
+        # trip to the database; calls that arrive together with the same header share it.
+        plan = self.runtime.authenticator.plan(authorization_of(scope))
+        read = partial(_call_facts, controls=self.runtime.controls.current, auth=plan.unit)
         try:
-            # Every call reads the switches; calls that arrive together share one read.
-            snapshot = await self.runtime.db.read(self.runtime.controls.current, share="controls")
+            snapshot, facts = await self.runtime.db.read(read, share=("call", plan.key))
         except Exception:
             # The database is gone: answer here, in the envelope, and keep the connection
             # (Starlette's last-resort handler would re-raise and uvicorn drop it).
             self.controls_unread(exc_info=True)
             await error_response(scope, InternalError())(scope, call.receive, call.send)
             return
+        scope.setdefault("state", {})[AUTH_FACTS] = (plan, facts)
         if snapshot.maintenance:
             await error_response(scope, ServerUnavailable())(scope, call.receive, call.send)
             return
@@ -297,6 +304,15 @@ class _CallRecorder:
                         break
         except TimeoutError:
             pass
+
+
+def _call_facts(
+    session: Executor,
+    controls: Callable[[Executor], ControlSnapshot],
+    auth: Callable[[Executor], Facts] | None,
+) -> tuple[ControlSnapshot, Facts | None]:
+    """The test controls, and what authenticating the call reads (`auth`), in one unit."""
+    return controls(session), auth(session) if auth is not None else None
 
 
 def _nothing(_connection: Any) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
+from starlette.types import Scope
 
 from analytics_mock.db.runner import RIDER
 from analytics_mock.errors import (
@@ -64,16 +65,25 @@ def runtime_of(request: Request) -> Runtime:
     return runtime
 
 
+def authorization_of(scope: Scope) -> str | None:
+    """The request's one `Authorization` header; None when it has none or several."""
+    headers = [value for name, value in scope["headers"] if name == b"authorization"]
+    # Two credentials are ambiguous: refuse rather than pick one.
+    return headers[0].decode("latin-1") if len(headers) == 1 else None
+
+
 async def authenticate(request: Request) -> Principal:
     """401 unless the request carries valid Basic credentials or a live HSSO token."""
     runtime = runtime_of(request)
-    headers = request.headers.getlist("authorization")
-    # Two credentials are ambiguous: refuse rather than pick one.
-    header = headers[0] if len(headers) == 1 else None
+    header = authorization_of(request.scope)
+    # The facts the middleware read with the test controls, for this same header.
+    read = request.scope.get("state", {}).get(AUTH_FACTS)
     # Authentication's own writes are not the call's: its journal entry rides with a later one.
     token = RIDER.set(None)
     try:
-        principal = await runtime.authenticator.authenticate(runtime.db, header, runtime.clock())
+        principal = await runtime.authenticator.authenticate(
+            runtime.db, header, runtime.clock(), read=read
+        )
     finally:
         RIDER.reset(token)
     # Picked up by the middleware and the error renderer: every authenticated response
@@ -106,6 +116,9 @@ def _reject_constant(name: str) -> Any:
 
 # Where `read_json` leaves the body it parsed, with its bytes, for the journal to redact.
 PARSED_BODY = "analytics_mock.parsed_body"
+# Where the middleware leaves the authentication facts it read with the test controls: the
+# plan for the request's header and the facts its unit read (`Authenticator.authenticate`).
+AUTH_FACTS = "analytics_mock.auth_facts"
 
 
 async def read_json(request: Request) -> object:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.session import JoinTransactionMode
 
 from analytics_mock.db.extras import require_extra
+from analytics_mock.db.prepared import run_sql
 from analytics_mock.db.runner import READ_CONNECTION, Unit, UnitRunner
 from analytics_mock.db.watchdog import Guard, Watchdog
 from analytics_mock.logs import Throttled
@@ -207,10 +208,9 @@ def _sqlite_engine(url: URL, settings: Settings) -> Engine:
         # A deferred transaction that reads and then writes can fail at once with SQLITE_BUSY
         # when another connection wrote in between; IMMEDIATE takes the write lock up front
         # and waits for it under busy_timeout instead.
-        if connection.get_execution_options().get("sqlite_write", False):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            connection.exec_driver_sql("BEGIN")
+        # On the driver's cursor: through SQLAlchemy the statement cost 35 us of a batch's 40.
+        write = connection.get_execution_options().get("sqlite_write", False)
+        run_sql(connection, "BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
 

@@ -92,6 +92,17 @@ class Prepared:
 _DIRECT_DRIVERS = frozenset({"pysqlite", "psycopg"})
 
 
+def run_sql(connection: Connection, sql: str) -> None:
+    """Run a statement without parameters on the driver's cursor (see the module's reason)."""
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql)
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise _as_sqlalchemy_error(connection, cursor, sql, exc) from exc
+    finally:
+        cursor.close()
+
+
 def _as_sqlalchemy_error(connection: Connection, cursor: Any, sql: str, exc: Any) -> Exception:
     """The error SQLAlchemy would raise for `exc`, the connection invalidated if it is lost."""
     dialect = connection.dialect

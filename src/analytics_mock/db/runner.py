@@ -267,7 +267,7 @@ class UnitRunner:
     def _batch(self, connection: Connection, items: list[_Item]) -> None:
         """Every item in the open transaction: writes in savepoints, reads query-only."""
         dbapi_connection: Any = connection.connection.dbapi_connection
-        sql = dbapi_connection.execute
+        sql = dbapi_connection.cursor().execute  # not `.execute`, which makes a cursor a call
         # SQLite counts the rows changed on a connection; a read is clean while it has not moved.
         changes = getattr(dbapi_connection, "total_changes", None)
         groups: dict[Group, list[Any]] = {}

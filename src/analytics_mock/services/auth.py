@@ -16,7 +16,7 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -142,6 +142,18 @@ class Unusable:
 
 
 Credentials = BasicCredentials | HssoToken | Unusable
+# The account and session rows that decide a call (either may be missing).
+Facts = tuple[AnyRow | None, AnyRow | None]
+
+
+@dataclass(frozen=True)
+class FactsPlan:
+    """What authenticating one `Authorization` header reads: the unit, and the key to share it."""
+
+    credentials: Credentials
+    token: str | None = field(default=None, repr=False)  # a Basic credential's reusable token
+    unit: Callable[[Executor], Facts] | None = None
+    key: Hashable = None
 
 
 def _basic_facts(
@@ -183,22 +195,43 @@ class Authenticator:
         self._basic_tokens: OrderedDict[bytes, str] = OrderedDict()
         self._lock = threading.Lock()
 
-    async def authenticate(self, db: Database, authorization: str | None, now: float) -> Principal:
-        """The caller of a request with this `Authorization` header; 401 when there is none."""
+    def plan(self, authorization: str | None) -> FactsPlan:
+        """What authenticating this header will read; no database work yet."""
         credentials = self.parse(authorization)
         if isinstance(credentials, BasicCredentials):
             token = self._reusable(credentials.cache_key)
             token_hash = token_digest(token) if token else None
+            unit = partial(_basic_facts, name=credentials.name, token_hash=token_hash)
+            return FactsPlan(credentials, token, unit, ("basic", credentials.name, token_hash))
+        if isinstance(credentials, HssoToken):
+            unit = partial(_hsso_facts, digest=credentials.digest)
+            return FactsPlan(credentials, None, unit, ("hsso", credentials.digest))
+        return FactsPlan(credentials)
+
+    async def authenticate(
+        self,
+        db: Database,
+        authorization: str | None,
+        now: float,
+        *,
+        read: tuple[FactsPlan, Facts | None] | None = None,
+    ) -> Principal:
+        """The caller of a request with this `Authorization` header; 401 when there is none.
+
+        `read`: this header's plan and the facts its unit already read, if a caller read them.
+        """
+        plan, facts = read if read is not None else (self.plan(authorization), None)
+        credentials = plan.credentials
+        if plan.unit is not None and facts is None:
             # Concurrent calls of one account share a read that starts after they all came.
-            user, row = await db.read(
-                partial(_basic_facts, name=credentials.name, token_hash=token_hash),
-                share=("basic", credentials.name, token_hash),
-            )
-            decision = await self._decide_basic(credentials, user, token, row, now)
+            facts = await db.read(plan.unit, share=plan.key)
+        if isinstance(credentials, BasicCredentials):
+            assert facts is not None
+            user, row = facts
+            decision = await self._decide_basic(credentials, user, plan.token, row, now)
         elif isinstance(credentials, HssoToken):
-            user, row = await db.read(
-                partial(_hsso_facts, digest=credentials.digest), share=("hsso", credentials.digest)
-            )
+            assert facts is not None
+            user, row = facts
             decision = self._decide_hsso(credentials, user, row, now)
         else:
             if credentials.password is not None:
