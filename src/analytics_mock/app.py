@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
@@ -34,6 +35,10 @@ _NO_TELEMETRY: dict[str, Any] = (
     if "telemetry" in inspect.signature(FastAPI.__init__).parameters
     else {}
 )
+
+
+def _nothing() -> None:
+    """Work for a thread that only has to start."""
 
 
 class AnalyticsApp(FastAPI):
@@ -73,6 +78,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # The first hop to a worker thread (a password's verification) imports anyio's event
+        # loop backend: during a flood that holds every descriptor, that import failed the call
+        # with a 500. Made here, at start-up, it cannot.
+        await run_in_threadpool(_nothing)
         yield
         runtime.close()
 

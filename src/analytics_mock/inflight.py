@@ -26,6 +26,7 @@ class CallEpochs:
         self.epoch = 0
         self._active: Counter[int] = Counter()
         self._changed = threading.Condition()
+        self._fences = 0  # fences waiting: only they need a call's leaving notified
         self._sleepers: dict[asyncio.Event, asyncio.AbstractEventLoop] = {}
 
     def enter(self) -> int:
@@ -40,7 +41,8 @@ class CallEpochs:
             self._active[epoch] -= 1
             if self._active[epoch] <= 0:
                 del self._active[epoch]
-            self._changed.notify_all()
+            if self._fences:
+                self._changed.notify_all()
 
     def stale(self, epoch: int) -> bool:
         """Whether a reset came after the call of `epoch` began."""
@@ -77,6 +79,10 @@ class CallEpochs:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(event.set)
         with self._changed:
-            return self._changed.wait_for(
-                lambda: all(epoch >= current for epoch in self._active), timeout
-            )
+            self._fences += 1
+            try:
+                return self._changed.wait_for(
+                    lambda: all(epoch >= current for epoch in self._active), timeout
+                )
+            finally:
+                self._fences -= 1

@@ -20,7 +20,13 @@ from analytics_mock.api.errors import COMMON_HEADERS, error_response
 from analytics_mock.api.middleware import declared_length
 from analytics_mock.db.repositories import Executor
 from analytics_mock.db.runner import RIDER, FollowUp
-from analytics_mock.errors import DomainError, InternalError, ServerUnavailable, error_for_status
+from analytics_mock.errors import (
+    DomainError,
+    InternalError,
+    OutOfDescriptors,
+    ServerUnavailable,
+    error_for_status,
+)
 from analytics_mock.logs import Throttled
 from analytics_mock.runtime import Runtime
 from analytics_mock.services.auth import Facts
@@ -127,11 +133,13 @@ class ControlsMiddleware:
         read = partial(_call_facts, controls=self.runtime.controls.current, auth=plan.unit)
         try:
             snapshot, facts = await self.runtime.db.read(read, share=("call", plan.key))
-        except Exception:
+        except Exception as exc:
             # The database is gone: answer here, in the envelope, and keep the connection
-            # (Starlette's last-resort handler would re-raise and uvicorn drop it).
+            # (Starlette's last-resort handler would re-raise and uvicorn drop it). A passing
+            # shortage (no descriptor left) keeps its own answer, a 503 to retry.
             self.controls_unread(exc_info=True)
-            await error_response(scope, InternalError())(scope, call.receive, call.send)
+            error = exc if isinstance(exc, OutOfDescriptors) else InternalError()
+            await error_response(scope, error)(scope, call.receive, call.send)
             return
         scope.setdefault("state", {})[AUTH_FACTS] = (plan, facts)
         if snapshot.maintenance:

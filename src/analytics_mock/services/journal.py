@@ -50,13 +50,20 @@ def storable(text: str) -> str:
     return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+@lru_cache(maxsize=256)
+def _header_name(raw: bytes) -> tuple[str, bool]:
+    """A header's lower-case name, and whether it carries a credential (clients repeat them)."""
+    name = raw.decode("latin-1").lower()
+    return name, bool(_SECRET_HEADER_NAME.search(name))
+
+
 def redact_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """Request headers by lower-case name; credentials keep at most a known scheme's name."""
     shown: dict[str, str] = {}
     for raw_name, raw_value in headers:
-        name = raw_name.decode("latin-1").lower()
+        name, secret = _header_name(raw_name)
         value = raw_value.decode("latin-1")
-        if _SECRET_HEADER_NAME.search(name):
+        if secret:
             words = value.split(None, 1)
             scheme = words[0] if len(words) == 2 and words[0].lower() in _SHOWN_SCHEMES else ""
             value = f"{scheme} {REDACTED}".strip()
