@@ -492,3 +492,39 @@ async def test_an_unknown_accounts_failure_changes_a_row_as_a_known_ones_does(
         assert (await client.get(SETTINGS_PATH, headers=basic("ivy", "nope"))).status_code == 401
         assert (await client.get(SETTINGS_PATH, headers=basic("nobody", "x"))).status_code == 401
         assert counted() == (before[0] + 1, before[1] + 1)
+
+
+async def test_a_call_reads_the_controls_and_its_account_in_one_trip(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trips: list[str] = []
+    runner = runtime.db.runner
+    read, write = runner.read, runner.write
+
+    async def counted_read(unit: Any, **kwargs: Any) -> Any:
+        trips.append("read")
+        return await read(unit, **kwargs)
+
+    async def counted_write(unit: Any) -> Any:
+        trips.append("write")
+        return await write(unit)
+
+    monkeypatch.setattr(runner, "read", counted_read)
+    monkeypatch.setattr(runner, "write", counted_write)
+    body = {"portNumber": 2525}
+    assert (
+        await client.put(SETTINGS_PATH + "/mailServerSetting%230", json=body, headers=ADMIN)
+    ).status_code == 200
+    trips.clear()  # the first call opened the account's session
+    body = {"portNumber": 2526}
+    assert (
+        await client.put(SETTINGS_PATH + "/mailServerSetting%230", json=body, headers=ADMIN)
+    ).status_code == 200
+    assert trips == ["read", "write"]  # the controls with the account, then the update
+    trips.clear()
+    assert (await client.get(SETTINGS_PATH, headers=ADMIN)).status_code == 200
+    # The controls with the account, then the list (on PostgreSQL the entry is a write after).
+    assert trips[:2] == ["read", "read"] and "read" not in trips[2:]
+    trips.clear()
+    assert (await client.get(SETTINGS_PATH, headers=basic("system", "wrong"))).status_code == 401
+    assert trips[0] == "read" and "read" not in trips[1:]  # a failure is written, not re-read

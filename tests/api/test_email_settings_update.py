@@ -40,6 +40,16 @@ VENDOR_EXAMPLE = {
 }
 
 
+@pytest.fixture(autouse=True, params=["update returning", "locked read and write"])
+def update_statement(
+    request: pytest.FixtureRequest, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test on both ways to the update: one statement, or where the database has no
+    `UPDATE ... RETURNING` (SQLite before 3.35) a locked read and a write."""
+    if request.param == "locked read and write":
+        monkeypatch.setattr(runtime.db.engine.dialect, "update_returning", False)
+
+
 async def put(client: httpx.AsyncClient, body: Any, path: str = OBJECT_PATH) -> httpx.Response:
     return await client.put(path, json=body, headers=ADMIN)
 
@@ -313,3 +323,19 @@ async def test_json_that_is_not_an_object_is_400(client: httpx.AsyncClient, docu
     )
     assert response.status_code == 400
     assert response.json()["messageID"] == "KNAQ20001-E"
+
+
+async def test_refusals_come_in_the_vendors_order(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    before = stored(runtime)
+    bad_password = {"updatePassword": True, "password": "not base64!"}
+    unknown = SETTINGS_PATH + "/mailServerSetting%231"
+    # An unknown object before any member; a contradiction between members before the password.
+    response = await put(client, {**bad_password, "authenticationEnabled": True}, path=unknown)
+    assert response.status_code == 404
+    response = await put(client, {**bad_password, "authenticationEnabled": True})
+    assert response.status_code == 400 and '"userId"' in response.json()["message"]
+    response = await put(client, {**bad_password, "hostname": "changed.example.com"})
+    assert response.status_code == 400 and '"password"' in response.json()["message"]
+    assert stored(runtime) == before

@@ -7,6 +7,7 @@ only the few writes of whole ORM objects, at start-up and from the control API, 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -14,6 +15,7 @@ from typing import Any, cast
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Dialect,
     Row,
     Table,
     bindparam,
@@ -89,6 +91,10 @@ def lock_state(session: Session) -> None:
         session.execute(select(func.pg_advisory_xact_lock(STATE_LOCK_KEY)))
 
 
+def _dialect(executor: Executor) -> Dialect:
+    return executor.get_bind().dialect if isinstance(executor, Session) else executor.dialect
+
+
 def _orm(executor: Executor) -> Session:
     assert isinstance(executor, Session), "writing ORM objects needs a Session"
     return executor
@@ -126,6 +132,20 @@ _SAVE_SETTING = Prepared(
     update(_SETTINGS)
     .where(_SETTINGS.c.pk == bindparam("record_pk"))
     .values({name: bindparam(f"new_{name}") for name in SettingRecord.__slots__[2:]})
+)
+# The members a partial update sets: all but the keys.
+SETTING_MEMBERS = SettingRecord.__slots__[2:]
+# One statement per PUT: each member that is not NULL replaces the stored one.
+_UPDATE_SETTING = Prepared(
+    update(_SETTINGS)
+    .where(_SETTINGS.c.instance_id == bindparam("id"))
+    .values(
+        {
+            name: func.coalesce(bindparam(f"new_{name}", type_=_SETTINGS.c[name].type), column)
+            for name, column in ((name, _SETTINGS.c[name]) for name in SETTING_MEMBERS)
+        }
+    )
+    .returning(*_SETTING_COLUMNS)
 )
 _COUNT_SETTINGS = Prepared(select(func.count()).select_from(_SETTINGS))
 _PAGE_OF_SETTINGS = Prepared(
@@ -187,6 +207,25 @@ class EmailSettingsRepository:
     def save(self, record: SettingRecord) -> None:
         """Write every member of `record` to its stored object."""
         _write(self.session, record)
+
+    def update(self, instance_id: str, members: dict[str, Any]) -> SettingRecord | None:
+        """Set each of `members` (`SETTING_MEMBERS`) that is not None; the object as it is now.
+
+        None when there is no such object. Where the database has no `UPDATE ... RETURNING`
+        (SQLite before 3.35), a locked read and a write of a changed object do the same.
+        """
+        if not _dialect(self.session).update_returning:
+            row = self.get(instance_id, for_update=True)
+            if row is None:
+                return None
+            given = {name: value for name, value in members.items() if value is not None}
+            updated = dataclasses.replace(row, **given)
+            if updated != row:
+                self.save(updated)
+            return updated
+        values = {f"new_{name}": members.get(name) for name in SETTING_MEMBERS}
+        row = _UPDATE_SETTING.first(self.session, {"id": instance_id, **values})
+        return SettingRecord.from_row(row) if row is not None else None
 
     def page(
         self,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,7 @@ from analytics_mock.db.repositories import (
     Executor,
     SettingRecord,
 )
-from analytics_mock.errors import InvalidMember, MissingMember, ObjectNotFound
+from analytics_mock.errors import DomainError, InvalidMember, MissingMember, ObjectNotFound
 from analytics_mock.query.filter_parser import Node
 from analytics_mock.query.sql import OrderTerm, compile_filter, compile_order_by
 from analytics_mock.schemas.email_settings import EmailSettingUpdate
@@ -114,29 +113,49 @@ def merged_view(row: SettingRecord, patch: EmailSettingUpdate) -> SettingRecord:
             patch.senderAddress if patch.senderAddress is not None else row.sender_address
         ),
     )
-    if merged.authentication_enabled and merged.user_id is None:
-        raise MissingMember('The member "userId" is required when authenticationEnabled is true.')
+    check_members(merged)
     return merged
+
+
+def check_members(record: SettingRecord) -> None:
+    """Refuse an object whose members contradict each other."""
+    if record.authentication_enabled and record.user_id is None:
+        raise MissingMember('The member "userId" is required when authenticationEnabled is true.')
 
 
 def update_setting(
     session: Executor, box: SecretBox, instance_id: str, patch: EmailSettingUpdate
 ) -> dict[str, Any]:
-    """Apply a partial update to one object and return it as the response shows it."""
-    repo = EmailSettingsRepository(session)
+    """Apply a partial update to one object and return it as the response shows it.
+
+    The update is one statement (no read before it). What must be refused is found after it,
+    in the vendor's order (404, the members, the password), and raised: the unit's savepoint,
+    which the runner gives every write, undoes the update.
+    """
     # No stored id holds a NUL, and PostgreSQL refuses one in a query.
-    row = None if "\x00" in instance_id else repo.get(instance_id, for_update=True)
-    if row is None:
+    if "\x00" in instance_id:
         raise ObjectNotFound(f'The object "{instance_id}" was not found.')
-    # Everything is checked before the one write, so a refusal leaves the row untouched and the
-    # unit needs no savepoint of its own.
-    merged = merged_view(row, patch)
-    password = new_password(patch)
-    if password is not None:
-        merged = dataclasses.replace(merged, password_encrypted=box.encrypt(password))
-    if merged != row:
-        repo.save(merged)
-    return to_public(merged)
+    refusal: DomainError | None = None
+    try:
+        password = new_password(patch)
+    except DomainError as exc:
+        password, refusal = None, exc
+    members = {
+        "hostname": patch.hostname,
+        "port_number": patch.portNumber,
+        "secure_connection": patch.secureConnection,
+        "authentication_enabled": patch.authenticationEnabled,
+        "user_id": patch.userId,
+        "password_encrypted": box.encrypt(password) if password is not None else None,
+        "sender_address": patch.senderAddress,
+    }
+    updated = EmailSettingsRepository(session).update(instance_id, members)
+    if updated is None:
+        raise ObjectNotFound(f'The object "{instance_id}" was not found.')
+    check_members(updated)
+    if refusal is not None:
+        raise refusal
+    return to_public(updated)
 
 
 def ensure_default_setting(session: Session) -> None:
