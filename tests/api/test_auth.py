@@ -22,6 +22,7 @@ from analytics_mock.db.repositories import SessionRepository, UserRepository
 from analytics_mock.db.runner import READ_CONNECTION
 from analytics_mock.passwords import _DUMMY_HASH, hash_password
 from analytics_mock.runtime import Runtime
+from analytics_mock.services.auth import token_digest
 from analytics_mock.services.users import UsersFileError, load_users_file
 from tests.support.helpers import ADMIN, SETTINGS_PATH, basic
 
@@ -528,3 +529,27 @@ async def test_a_call_reads_the_controls_and_its_account_in_one_trip(
     trips.clear()
     assert (await client.get(SETTINGS_PATH, headers=basic("system", "wrong"))).status_code == 401
     assert trips[0] == "read" and "read" not in trips[1:]  # a failure is written, not re-read
+
+
+async def test_calls_that_read_a_stale_session_together_mark_it_used_once(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    now = [3_000_000.0]
+    runtime.clock = lambda: now[0]
+    token = token_of(await client.get(SETTINGS_PATH, headers=ADMIN))
+    touches: list[str] = []
+
+    def statement(*args: Any) -> None:
+        if args[2].lstrip().upper().startswith("UPDATE SESSIONS"):
+            touches.append(args[2])
+
+    event.listen(runtime.db.engine, "before_cursor_execute", statement)
+    now[0] += 5.0
+    for headers in (ADMIN, hsso(token)):
+        calls = [client.get(SETTINGS_PATH, headers=headers) for _ in range(20)]
+        assert {r.status_code for r in await asyncio.gather(*calls)} == {200}
+        assert len(touches) == 1  # every call read the session's old mark; one writes anew
+        touches.clear()
+        now[0] += 5.0
+    with runtime.db.session() as session:
+        assert SessionRepository(session).get(token_digest(token)).last_used_at == now[0] - 5.0

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine
 
 from analytics_mock.db.failures import aborted, busy, lost, reported
+from analytics_mock.db.prepared import statement_runner
 from analytics_mock.db.watchdog import Guard
 from analytics_mock.logs import Throttled
 
@@ -267,7 +268,7 @@ class UnitRunner:
     def _batch(self, connection: Connection, items: list[_Item]) -> None:
         """Every item in the open transaction: writes in savepoints, reads query-only."""
         dbapi_connection: Any = connection.connection.dbapi_connection
-        sql = dbapi_connection.cursor().execute  # not `.execute`, which makes a cursor a call
+        sql = statement_runner(dbapi_connection)
         # SQLite counts the rows changed on a connection; a read is clean while it has not moved.
         changes = getattr(dbapi_connection, "total_changes", None)
         groups: dict[Group, list[Any]] = {}

@@ -193,6 +193,8 @@ class Authenticator:
         self._verified: OrderedDict[bytes, str] = OrderedDict()
         # Basic clients reuse one token per credential and process instead of a row per request.
         self._basic_tokens: OrderedDict[bytes, str] = OrderedDict()
+        # When this process last asked to mark a session used, by token hash.
+        self._touched: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
     def plan(self, authorization: str | None) -> FactsPlan:
@@ -331,7 +333,7 @@ class Authenticator:
             with self._lock:
                 self._basic_tokens[credentials.cache_key] = token
                 self._trim(self._basic_tokens)
-        elif now - row.last_used_at >= _TOUCH_INTERVAL:
+        elif self._touch_due(row, now):
             decision.touch_session = row.token_hash
         decision.principal = self._principal(user, token)
         return decision
@@ -346,9 +348,21 @@ class Authenticator:
         if user is None or user.locked:
             return Decision()
         decision = Decision(principal=self._principal(user, credentials.token))
-        if now - row.last_used_at >= _TOUCH_INTERVAL:
+        if self._touch_due(row, now):
             decision.touch_session = credentials.digest
         return decision
+
+    def _touch_due(self, row: AnyRow, now: float) -> bool:
+        """Whether this call marks the session used: not if the last mark is recent, nor if a
+        call of this process already asked to (the calls that read the same row would all ask,
+        64 writes where one does)."""
+        with self._lock:
+            last = max(row.last_used_at, self._touched.get(row.token_hash, row.last_used_at))
+            if now - last < _TOUCH_INTERVAL:
+                return False
+            self._touched[row.token_hash] = now
+            self._trim(self._touched)
+            return True
 
     def _reusable(self, cache_key: bytes) -> str | None:
         with self._lock:
@@ -389,7 +403,7 @@ class Authenticator:
         return await run_in_threadpool(limited)
 
     @staticmethod
-    def _trim(cache: OrderedDict[bytes, str]) -> None:
+    def _trim(cache: OrderedDict[Any, Any]) -> None:
         while len(cache) > _CACHE_SIZE:
             cache.popitem(last=False)
 
