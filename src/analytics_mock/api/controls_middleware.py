@@ -141,13 +141,16 @@ class ControlsMiddleware:
             error = exc if isinstance(exc, OutOfDescriptors) else InternalError()
             await error_response(scope, error)(scope, call.receive, call.send)
             return
-        scope.setdefault("state", {})[AUTH_FACTS] = (plan, facts)
         if snapshot.maintenance:
             await error_response(scope, ServerUnavailable())(scope, call.receive, call.send)
             return
         rule = next((r for r in snapshot.faults if r.matches(scope["method"], scope["path"])), None)
+        # Authentication decides on the facts read with the controls (`None`: it reads anew).
+        scope.setdefault("state", {})[AUTH_FACTS] = (plan, facts)
         if rule is not None and await self._claimed(rule):
             delay = rule.delay()
+            # Facts read before a delay are old by the end of it.
+            scope["state"][AUTH_FACTS] = (plan, None if delay else facts)
             if delay and not await self.runtime.calls.sleep(delay, call.epoch):
                 # A reset came while the call was held: it belongs to an earlier test, and
                 # ends without an answer or a journal entry.
