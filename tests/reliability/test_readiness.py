@@ -16,9 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
+from analytics_mock.db import engine as engine_module
+from analytics_mock.db.prepared import run_sql
 from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
 from tests.support.servers import ServerProcess, running_server
 from tests.test_workers import workers_of
@@ -152,7 +154,9 @@ async def test_a_database_file_replaced_under_the_server_takes_no_write(
 
 
 async def test_a_call_under_an_outside_lock_waits_out_one_busy_timeout(
-    tmp_path: Path, make_client: Callable[..., httpx.AsyncClient]
+    tmp_path: Path,
+    make_client: Callable[..., httpx.AsyncClient],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     path = tmp_path / "store.db"
     async with make_client(database_url=sqlite_url(path), sqlite_busy_timeout_ms=200) as client:
@@ -162,11 +166,13 @@ async def test_a_call_under_an_outside_lock_waits_out_one_busy_timeout(
         assert (await client.get(SETTINGS_PATH, headers=GET_HEADERS)).status_code == 200
         waits: list[str] = []
 
-        def begun(*args: Any) -> None:
-            if args[2].startswith("BEGIN IMMEDIATE"):
-                waits.append(args[2])
+        def begun(connection: Any, sql: str) -> None:
+            if sql.startswith("BEGIN IMMEDIATE"):
+                waits.append(sql)
+            run_sql(connection, sql)
 
-        event.listen(db.engine, "before_cursor_execute", begun)
+        # The transaction's BEGIN goes to the driver, past SQLAlchemy's events.
+        monkeypatch.setattr(engine_module, "run_sql", begun)
         lost = db.journal_losses.count
         with outside_write_lock(sqlite_url(path)):
             failed = await client.get(SETTINGS_PATH, headers=GET_HEADERS)
