@@ -121,6 +121,12 @@ class SettingRecord:
         # bool(): a prepared statement on SQLite hands back 0 or 1.
         return cls(pk, instance_id, hostname, port, secure, bool(auth), user_id, password, sender)
 
+    def with_members(self, members: dict[str, Any]) -> SettingRecord:
+        """This record with each of `members` (`SETTING_MEMBERS`) that is not None set."""
+        return dataclasses.replace(
+            self, **{name: value for name, value in members.items() if value is not None}
+        )
+
 
 _SETTING_COLUMNS = tuple(getattr(_SETTINGS.c, name) for name in SettingRecord.__slots__)
 
@@ -218,8 +224,7 @@ class EmailSettingsRepository:
             row = self.get(instance_id, for_update=True)
             if row is None:
                 return None
-            given = {name: value for name, value in members.items() if value is not None}
-            updated = dataclasses.replace(row, **given)
+            updated = row.with_members(members)
             if updated != row:
                 self.save(updated)
             return updated

@@ -92,27 +92,21 @@ def new_password(patch: EmailSettingUpdate) -> bytes | None:
     return decoded
 
 
+def patch_members(patch: EmailSettingUpdate) -> dict[str, Any]:
+    """The patch's members by column, the password aside; None keeps the stored value."""
+    return {
+        "hostname": patch.hostname,
+        "port_number": patch.portNumber,
+        "secure_connection": patch.secureConnection,
+        "authentication_enabled": patch.authenticationEnabled,
+        "user_id": patch.userId,
+        "sender_address": patch.senderAddress,
+    }
+
+
 def merged_view(row: SettingRecord, patch: EmailSettingUpdate) -> SettingRecord:
     """`row` with the patch's non-null members applied, checked across fields."""
-    merged = SettingRecord(
-        pk=row.pk,
-        instance_id=row.instance_id,
-        hostname=patch.hostname if patch.hostname is not None else row.hostname,
-        port_number=patch.portNumber if patch.portNumber is not None else row.port_number,
-        secure_connection=(
-            patch.secureConnection if patch.secureConnection is not None else row.secure_connection
-        ),
-        authentication_enabled=(
-            patch.authenticationEnabled
-            if patch.authenticationEnabled is not None
-            else row.authentication_enabled
-        ),
-        user_id=patch.userId if patch.userId is not None else row.user_id,
-        password_encrypted=row.password_encrypted,
-        sender_address=(
-            patch.senderAddress if patch.senderAddress is not None else row.sender_address
-        ),
-    )
+    merged = row.with_members(patch_members(patch))
     check_members(merged)
     return merged
 
@@ -141,13 +135,8 @@ def update_setting(
     except DomainError as exc:
         password, refusal = None, exc
     members = {
-        "hostname": patch.hostname,
-        "port_number": patch.portNumber,
-        "secure_connection": patch.secureConnection,
-        "authentication_enabled": patch.authenticationEnabled,
-        "user_id": patch.userId,
+        **patch_members(patch),
         "password_encrypted": box.encrypt(password) if password is not None else None,
-        "sender_address": patch.senderAddress,
     }
     updated = EmailSettingsRepository(session).update(instance_id, members)
     if updated is None:
