@@ -24,6 +24,7 @@ from analytics_mock.passwords import _DUMMY_HASH, hash_password
 from analytics_mock.runtime import Runtime
 from analytics_mock.services.auth import token_digest
 from analytics_mock.services.users import UsersFileError, load_users_file
+from tests.support.db import trips_to
 from tests.support.helpers import ADMIN, SETTINGS_PATH, basic
 
 pytestmark = pytest.mark.anyio
@@ -33,6 +34,13 @@ def token_of(response: httpx.Response) -> str:
     scheme, _, token = response.headers["www-authenticate"].partition(" ")
     assert scheme == "HSSO" and token
     return token
+
+
+def fake_clock(runtime: Runtime, start: float) -> list[float]:
+    """The runtime's clock reads `now[0]` of the list returned, which the test moves on."""
+    now = [start]
+    runtime.clock = lambda: now[0]
+    return now
 
 
 def hsso(token: str) -> dict[str, str]:
@@ -101,8 +109,7 @@ async def test_token_is_stored_only_as_a_digest(
 async def test_token_expires_after_idle_timeout(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    now = [1_000_000.0]
-    runtime.clock = lambda: now[0]
+    now = fake_clock(runtime, 1_000_000.0)
     token = token_of(await client.get(SETTINGS_PATH, headers=ADMIN))
     now[0] += 999.0
     assert (await client.get(SETTINGS_PATH, headers=hsso(token))).status_code == 200
@@ -116,8 +123,7 @@ async def test_token_expires_after_idle_timeout(
 
 
 async def test_idle_sessions_are_purged(client: httpx.AsyncClient, runtime: Runtime) -> None:
-    now = [2_000_000.0]
-    runtime.clock = lambda: now[0]
+    now = fake_clock(runtime, 2_000_000.0)
     await client.get(SETTINGS_PATH, headers=ADMIN)
     now[0] += 5000
     # The cached token is dead, so a new session opens, and the idle one goes.
@@ -498,20 +504,7 @@ async def test_an_unknown_accounts_failure_changes_a_row_as_a_known_ones_does(
 async def test_a_call_reads_the_controls_and_its_account_in_one_trip(
     client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    trips: list[str] = []
-    runner = runtime.db.runner
-    read, write = runner.read, runner.write
-
-    async def counted_read(unit: Any, **kwargs: Any) -> Any:
-        trips.append("read")
-        return await read(unit, **kwargs)
-
-    async def counted_write(unit: Any) -> Any:
-        trips.append("write")
-        return await write(unit)
-
-    monkeypatch.setattr(runner, "read", counted_read)
-    monkeypatch.setattr(runner, "write", counted_write)
+    trips = trips_to(runtime.db, monkeypatch)
     body = {"portNumber": 2525}
     assert (
         await client.put(SETTINGS_PATH + "/mailServerSetting%230", json=body, headers=ADMIN)
@@ -534,8 +527,7 @@ async def test_a_call_reads_the_controls_and_its_account_in_one_trip(
 async def test_calls_that_read_a_stale_session_together_mark_it_used_once(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    now = [3_000_000.0]
-    runtime.clock = lambda: now[0]
+    now = fake_clock(runtime, 3_000_000.0)
     token = token_of(await client.get(SETTINGS_PATH, headers=ADMIN))
     touches: list[str] = []
 

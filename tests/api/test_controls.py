@@ -21,6 +21,7 @@ from analytics_mock.app import create_app
 from analytics_mock.runtime import Runtime
 from analytics_mock.services.seed import SeedFileError, load_seed_file
 from analytics_mock.settings import Settings
+from tests.support.db import trips_to
 from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH, basic
 
 pytestmark = pytest.mark.anyio
@@ -359,22 +360,14 @@ async def test_delay_fault_then_normal_answer(client: httpx.AsyncClient) -> None
 async def test_a_call_held_by_a_delay_reads_its_account_again_after_it(
     client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runner = runtime.db.runner
-    reads: list[Any] = []
-    read = runner.read
-
-    async def counted(unit: Any, **kwargs: Any) -> Any:
-        reads.append(unit)
-        return await read(unit, **kwargs)
-
-    monkeypatch.setattr(runner, "read", counted)
+    trips = trips_to(runtime.db, monkeypatch)
     assert (await client.get(SETTINGS_PATH, headers=ADMIN)).status_code == 200
-    undelayed = len(reads)  # the controls with the account, then the list
+    undelayed = trips.count("read")  # the controls with the account, then the list
     await add_fault(client, path=SETTINGS_PATH, delayMs=50, times=1)
-    reads.clear()
+    trips.clear()
     assert (await client.get(SETTINGS_PATH, headers=ADMIN)).status_code == 200
     # What the call read of its account before the delay is old by its end: read once more.
-    assert len(reads) == undelayed + 1
+    assert trips.count("read") == undelayed + 1
 
 
 async def test_drop_fault_in_process_raises(client: httpx.AsyncClient) -> None:

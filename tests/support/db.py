@@ -1,4 +1,5 @@
-"""Helpers for the runner's tests: holding its threads so that work queues up together."""
+"""Helpers for the runner's tests: holding its threads so that work queues up together, and
+counting the trips a call makes to them."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
+import pytest
 from sqlalchemy import Connection
 
 from analytics_mock.db.engine import Database
@@ -43,3 +46,22 @@ async def runner_threads_held(db: Database) -> AsyncIterator[None]:
     finally:
         gate.set()
         await asyncio.gather(*blockers)
+
+
+def trips_to(db: Database, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A list that records each trip to the runner from now on, as "read" or "write"."""
+    trips: list[str] = []
+    runner = db.runner
+    read, write = runner.read, runner.write
+
+    async def counted_read(unit: Any, **kwargs: Any) -> Any:
+        trips.append("read")
+        return await read(unit, **kwargs)
+
+    async def counted_write(unit: Any) -> Any:
+        trips.append("write")
+        return await write(unit)
+
+    monkeypatch.setattr(runner, "read", counted_read)
+    monkeypatch.setattr(runner, "write", counted_write)
+    return trips
