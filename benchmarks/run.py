@@ -17,8 +17,9 @@ One invocation, `--runs` times over:
 - pins the server to the first allowed CPU and wrk to the second (when there are two or more);
 - times process start to the first 200 of an authenticated GET (polled every 10 ms);
 - with `--reference-python`, also starts analytics-mock as installed for that Python (another
-  checkout's venv, e.g. today's main) on each database, right after this one in every run, and
-  prints each figure's ratio new/reference (the median of the per-run ratios);
+  checkout's venv, e.g. today's main) on each database, beside this one: both are up at once
+  and each scenario runs on one right after the other (who goes first alternates by run), and
+  it prints each figure's ratio new/reference (the median of the per-run ratios);
 - after a warm-up, drives PUT .../mailServerSetting%230 and GET .../EmailServerSettings with
   `wrk -t 1 -c 1|16|64 -d DURATION --latency`, and reads the server's CPU time (utime + stime in
   /proc/PID/stat) around each wrk run and its peak RSS (VmHWM) at the end.
@@ -485,47 +486,61 @@ def keepalive_latency_ms(port: int, count: int = 20) -> float:
     return median_ms(samples[2:])
 
 
-def measure_target(
-    name: str,
-    command: Callable[[str | None, Path], list[str]],
-    fresh_database: Callable[[Path], contextlib.AbstractContextManager[str | None]],
+def measure_together(
+    group: list[Target],
     args: argparse.Namespace,
     scripts: dict[str, Path],
     pin: Pinning,
     root: Path,
-) -> dict[str, Any]:
-    """One run of one target: start time, the four wrk scenarios, peak RSS."""
-    workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=root))
-    with fresh_database(workdir) as url:
-        server = start_server(name, command(url, workdir), workdir, pin)
-        try:
-            figures: dict[str, Any] = {"start_s": server.start_s}
-            figures["keepalive_ms"] = keepalive_latency_ms(server.port)
+) -> list[dict[str, Any]]:
+    """One run of a target and its reference: start times, the wrk scenarios, peak RSS.
+
+    Both servers are up at once, each on its own fresh database, and every scenario runs on
+    one right after the other, so the two figures of a ratio are seconds apart, not the length
+    of a whole target's run: this machine's speed drifts over tens of seconds. The caller
+    alternates the order from run to run.
+    """
+    with contextlib.ExitStack() as stack:
+        servers: list[Server] = []
+        for target in group:
+            workdir = Path(tempfile.mkdtemp(prefix=f"{target.name}-", dir=root))
+            url = stack.enter_context(target.fresh_database(workdir))
+            server = start_server(target.name, target.command(url, workdir), workdir, pin)
+            stack.callback(_stop_and_report, server)
+            servers.append(server)
+        figures: list[dict[str, Any]] = [{"start_s": server.start_s} for server in servers]
+        for server, figure in zip(servers, figures, strict=True):
+            figure["keepalive_ms"] = keepalive_latency_ms(server.port)
+        for server in servers:
             for method in ("PUT", "GET"):
                 run_wrk(server, method, CONNECTIONS[-1], args.warmup, scripts, pin)
-            for method, connections in SCENARIOS:
+        for method, connections in SCENARIOS:
+            for server, figure in zip(servers, figures, strict=True):
                 result = run_wrk(server, method, connections, args.duration, scripts, pin)
-                figures[f"{method} c{connections}"] = result
+                figure[f"{method} c{connections}"] = result
                 print(
-                    f"    {name:10} {method} c{connections:<3} {result.rps:8.0f} req/s "
+                    f"    {server.name:10} {method} c{connections:<3} {result.rps:8.0f} req/s "
                     f"{result.per_cpu_s:8.0f} req/CPU-s  p50 {result.p50_ms:7.2f} ms  "
                     f"p99 {result.p99_ms:7.2f} ms  non-2xx {result.non2xx}  "
                     f"server CPU {result.cpu_share:4.0%}",
                     flush=True,
                 )
-            figures["rss_mb"] = peak_rss_mb(server.process.pid)
-            figures["affinity"] = sorted(os.sched_getaffinity(server.process.pid))
-        finally:
-            server.stop()
-        if server.process.returncode not in (0, -signal.SIGTERM):
-            print(f"    note: {name} stopped with status {server.process.returncode}")
-    print(
-        f"    {name:10} start to first 200 {figures['start_s']:.3f} s, "
-        f"peak RSS {figures['rss_mb']:.1f} MB, "
-        f"1-connection GET {figures['keepalive_ms']:.2f} ms",
-        flush=True,
-    )
+        for server, figure in zip(servers, figures, strict=True):
+            figure["rss_mb"] = peak_rss_mb(server.process.pid)
+            figure["affinity"] = sorted(os.sched_getaffinity(server.process.pid))
+            print(
+                f"    {server.name:10} start to first 200 {figure['start_s']:.3f} s, "
+                f"peak RSS {figure['rss_mb']:.1f} MB, "
+                f"1-connection GET {figure['keepalive_ms']:.2f} ms",
+                flush=True,
+            )
     return figures
+
+
+def _stop_and_report(server: Server) -> None:
+    server.stop()
+    if server.process.returncode not in (0, -signal.SIGTERM):
+        print(f"    note: {server.name} stopped with status {server.process.returncode}")
 
 
 # --------------------------------------------------------------------------- in-process
@@ -799,7 +814,7 @@ def print_in_process(name: str, figures: dict[str, float], samples: int) -> None
     )
 
 
-def print_targets(summary: dict[str, dict[str, Any]], in_process: dict[str, dict]) -> None:
+def print_targets(summary: dict[str, dict[str, Any]], in_process: dict[str, dict[str, float]]) -> None:
     print("\n== Targets (issue 6)")
     names = [name for name in summary if name not in REFERENCES and not name.endswith(REF)]
     print(f"{'target':40} " + " ".join(f"{name:>22}" for name in names))
@@ -817,7 +832,7 @@ def print_targets(summary: dict[str, dict[str, Any]], in_process: dict[str, dict
         print(f"{label + ' ' + goal:40} " + " ".join(cells))
 
 
-def target_value(key: str, rows: dict[str, Any], in_process: dict | None) -> float | None:
+def target_value(key: str, rows: dict[str, Any], in_process: dict[str, float] | None) -> float | None:
     values = {
         "put64_cpu_ratio": rows["PUT c64"]["cpu_x"],
         "put64_p99_ms": rows["PUT c64"]["p99"],
@@ -901,19 +916,22 @@ def benchmark(args: argparse.Namespace, pin: Pinning, root: Path) -> int:
     print(uvicorn_options_note())
     print(socket_note, flush=True)
 
+    # A target and its reference are measured together, scenario by scenario; who goes first
+    # alternates from run to run.
+    by_name = {target.name: target for target in targets}
+    groups = [
+        [target, *([by_name[target.name + REF]] if target.name + REF in by_name else [])]
+        for target in targets
+        if not target.name.endswith(REF)
+    ]
     for run in range(1, args.runs + 1):
         print(f"  run {run}/{args.runs}", flush=True)
-        for target in targets:
-            figures = measure_target(
-                target.name,
-                target.command,
-                target.fresh_database,
-                args,
-                scripts,
-                pin,
-                root,
-            )
-            target.runs.append(figures)
+        for group in groups:
+            ordered = group if run % 2 else group[::-1]
+            for target, figures in zip(
+                ordered, measure_together(ordered, args, scripts, pin, root), strict=True
+            ):
+                target.runs.append(figures)
 
     in_process: dict[str, dict[str, float]] = {}
     print("  in-process fixture", flush=True)
