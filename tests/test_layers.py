@@ -1,17 +1,20 @@
 """The package's import graph: layers point one way (api -> services -> repositories/db), no cycles.
 
 Read from the source with `ast`, every import counted, those inside functions too: an import
-put off to call time still makes the two modules depend on each other.
+put off to call time still makes the two modules depend on each other. The tests' own imports
+are held to one rule too: what they share comes from `tests/support/`.
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "analytics_mock"
+TESTS = Path(__file__).resolve().parent
 
 # Lowest first. A module may import its own layer and the ones below it, never one above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
@@ -51,8 +54,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+def module_name(path: Path, root: Path = PACKAGE.parent) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -69,28 +72,37 @@ def layer_of(module: str) -> int:
     return best[0]
 
 
+def imports(path: Path, name: str, modules: Collection[str]) -> Iterator[tuple[int, str]]:
+    """The line and the module of every import of module `name` (at `path`), relative ones too."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            # `from package import module` names a module; anything else, its package.
+            targets = [
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                for alias in node.names
+            ]
+        else:
+            continue
+        for target in targets:
+            yield node.lineno, target
+
+
 def import_graph() -> dict[str, set[str]]:
     modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            targets: list[str] = []
-            if isinstance(node, ast.Import):
-                targets = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                    base = f"{anchor}.{base}" if base else anchor
-                # `from package import module` names a module; anything else, its package.
-                targets = [
-                    f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
-                    for alias in node.names
-                ]
-            graph[name].update(
-                t for t in targets if t in modules and t != name and t.startswith("analytics_mock")
-            )
+        graph[name].update(
+            t
+            for _line, t in imports(path, name, modules)
+            if t in modules and t != name and t.startswith("analytics_mock")
+        )
     return graph
 
 
@@ -147,6 +159,25 @@ def test_the_checks_see_a_cycle_and_an_upward_import() -> None:
     assert layer_of("analytics_mock.services.auth") > layer_of("analytics_mock.db.engine")
     with pytest.raises(AssertionError, match="in no layer"):
         layer_of("elsewhere.module")
+
+
+def test_tests_import_shared_helpers_from_tests_support_only() -> None:
+    """No module under tests/, conftest.py included, imports a test module or a conftest.py.
+
+    Tests mirror the package, and what several of them share lives in `tests/support/`, whose
+    modules may import each other. `from tests import x` and relative imports count too.
+    """
+    modules = {module_name(path, TESTS.parent): path for path in TESTS.rglob("*.py")}
+    elsewhere = sorted(
+        {
+            f"{path.relative_to(TESTS.parent)}:{line} imports {target}"
+            for name, path in modules.items()
+            for line, target in imports(path, name, modules)
+            if (target == "tests" or target.startswith("tests."))
+            and not (target == "tests.support" or target.startswith("tests.support."))
+        }
+    )
+    assert elsewhere == []
 
 
 def test_requests_reach_the_database_through_the_two_verbs() -> None:

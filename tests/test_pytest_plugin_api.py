@@ -20,13 +20,13 @@ import pytest
 
 from analytics_mock.services.controls import FaultRule
 from analytics_mock.testing import AnalyticsMock, AnalyticsMockServer
-from tests import test_pytest_plugin as base
+from tests.support import plugin_runs
 from tests.support.helpers import OBJECT_PATH, SETTINGS_PATH
-from tests.test_pytest_plugin import PREAMBLE, Run
+from tests.support.plugin_runs import PREAMBLE, Run
 
-# The pytester fixtures of the first plugin test module.
-warm_modules = base.warm_modules
-run = base.run
+# The pytester fixtures, shared with tests/test_pytest_plugin.py.
+warm_modules = plugin_runs.warm_modules
+run = plugin_runs.run
 
 pytest_plugins = ["pytester"]
 

@@ -14,7 +14,6 @@ import socket
 import ssl
 import subprocess
 import sys
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,34 +26,15 @@ from cryptography.hazmat.primitives import serialization
 from analytics_mock import tls
 from analytics_mock.serving import COLLECT_EVERY, export_settings, settle_collector
 from analytics_mock.settings import Settings
-from tests.support import servers
 from tests.support.helpers import ADMIN, SETTINGS_PATH
 from tests.support.servers import (
-    ServerProcess,
     child_pids,
     clean_env,
     free_port,
+    running_server_at_default_host,
     serve_refusal,
     strict_context,
 )
-
-# `--workers` starts and stops its processes one after another: these tests allow more time.
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 20.0
-
-
-def running_server(
-    cwd: Path, *args: str, https: bool = False
-) -> AbstractContextManager[ServerProcess]:
-    """A ready server in `cwd` at the default host, which is what some of these tests check."""
-    return servers.running_server(
-        cwd,
-        *args,
-        host=None,
-        https=https,
-        ready_timeout=START_TIMEOUT,
-        stop_timeout=STOP_TIMEOUT,
-    )
 
 
 def presented_certificate(port: int, server_hostname: str, context: ssl.SSLContext) -> bytes:
@@ -92,7 +72,9 @@ def test_http_and_https_from_one_process_with_a_kept_self_signed_certificate(
 ) -> None:
     db = tmp_path / "data" / "mock.db"
     certfile, keyfile = tmp_path / "data" / "mock.db.tls.crt", tmp_path / "data" / "mock.db.tls.key"
-    with running_server(tmp_path, "--database-url", sqlite_url(db), https=True) as server:
+    with running_server_at_default_host(
+        tmp_path, "--database-url", sqlite_url(db), https=True
+    ) as server:
         assert server.https_port is not None
         assert certfile.exists()
         assert keyfile.stat().st_mode & 0o777 == 0o600
@@ -121,7 +103,9 @@ def test_http_and_https_from_one_process_with_a_kept_self_signed_certificate(
 
     # The next start serves the same certificate, so a pinned client keeps working.
     before = (certfile.read_bytes(), keyfile.read_bytes())
-    with running_server(tmp_path, "--database-url", sqlite_url(db), https=True) as again:
+    with running_server_at_default_host(
+        tmp_path, "--database-url", sqlite_url(db), https=True
+    ) as again:
         assert again.https_port is not None
         der = presented_certificate(again.https_port, "localhost", strict_context(certfile))
         assert der == cert_der
@@ -136,7 +120,7 @@ def test_given_certificate_is_served(tmp_path: Path) -> None:
     )
     assert given is not None
     db = tmp_path / "mock.db"
-    with running_server(
+    with running_server_at_default_host(
         tmp_path,
         "--database-url",
         sqlite_url(db),
@@ -158,7 +142,9 @@ def test_given_certificate_is_served(tmp_path: Path) -> None:
 @pytest.mark.live
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_both_ports_cleanly(tmp_path: Path, signum: int) -> None:
-    with running_server(tmp_path, "--database-url", sqlite_url(tmp_path / "m.db"), https=True) as s:
+    with running_server_at_default_host(
+        tmp_path, "--database-url", sqlite_url(tmp_path / "m.db"), https=True
+    ) as s:
         assert s.stop(signum) == 0
         log = s.output()
         for port in (s.port, s.https_port):
@@ -170,7 +156,9 @@ def test_a_signal_stops_both_ports_cleanly(tmp_path: Path, signum: int) -> None:
 
 @pytest.mark.live
 def test_http_only_without_https_port(tmp_path: Path) -> None:
-    with running_server(tmp_path, "--database-url", sqlite_url(tmp_path / "m.db")) as server:
+    with running_server_at_default_host(
+        tmp_path, "--database-url", sqlite_url(tmp_path / "m.db")
+    ) as server:
         assert httpx.get(server.url + SETTINGS_PATH, headers=ADMIN).status_code == 200
         assert f"serving http://127.0.0.1:{server.port}/Analytics/v1" in server.output()
         assert "https://" not in server.output()

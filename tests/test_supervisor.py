@@ -22,8 +22,8 @@ from tests.support.servers import (
     child_pids,
     pid_alive,
     start_server_process,
+    workers_of,
 )
-from tests.test_workers import workers_of
 
 pytestmark = pytest.mark.live
 

@@ -20,13 +20,12 @@ from sqlalchemy.engine import make_url
 
 from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
 from tests.support.servers import (
-    ServerProcess,
-    child_pids,
     pid_alive,
+    running_server_at_default_host,
     serve_refusal,
     strict_context,
+    workers_of,
 )
-from tests.test_serving import running_server
 
 pytestmark = pytest.mark.live
 
@@ -34,24 +33,6 @@ THREADS = 8
 PUTS_PER_THREAD = 15
 # Enough fresh connections that the kernel hands some to each worker.
 MAX_TRIES = 200
-
-
-def workers_of(server: ServerProcess, count: int = 2) -> set[int]:
-    """The worker processes of `server`, once `count` of them serve (bounded wait)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        # The spawn machinery adds a resource tracker beside the workers.
-        workers = {
-            pid
-            for pid in child_pids(server.process.pid)
-            if "resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
-        }
-        # A worker logs this once its app is built, just before it takes connections.
-        log = server.output()
-        if len(workers) == count and all(f"Started server process [{p}]" in log for p in workers):
-            return workers
-        time.sleep(0.1)
-    pytest.fail(f"not {count} workers serving:\n{server.output()}")
 
 
 def issued_token(client: httpx.Client) -> str:
@@ -84,7 +65,7 @@ def clients_on_two_workers(base: str) -> tuple[httpx.Client, str, httpx.Client, 
 def test_concurrent_writes_through_two_workers_are_all_kept(
     tmp_path: Path, database_url: str
 ) -> None:
-    with running_server(
+    with running_server_at_default_host(
         tmp_path, "--workers", "2", "--database-url", database_url, "--secret-key", "k"
     ) as server:
         workers_of(server)
@@ -126,7 +107,9 @@ def test_concurrent_writes_through_two_workers_are_all_kept(
 
 
 def test_a_token_issued_by_one_worker_works_on_the_other(tmp_path: Path, database_url: str) -> None:
-    with running_server(tmp_path, "--workers", "2", "--database-url", database_url) as server:
+    with running_server_at_default_host(
+        tmp_path, "--workers", "2", "--database-url", database_url
+    ) as server:
         first, first_token, other, other_token = clients_on_two_workers(server.url)
         try:
             for client, token in ((other, first_token), (first, other_token)):
@@ -148,7 +131,7 @@ def test_a_token_issued_by_one_worker_works_on_the_other(tmp_path: Path, databas
 
 def test_workers_serve_https_too(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
-    with running_server(
+    with running_server_at_default_host(
         tmp_path, "--workers", "2", "--database-url", f"sqlite:///{db}", https=True
     ) as server:
         workers_of(server)
@@ -163,7 +146,9 @@ def test_workers_serve_https_too(tmp_path: Path) -> None:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_to_the_parent_stops_every_worker(tmp_path: Path, signum: int) -> None:
     db = tmp_path / "m.db"
-    with running_server(tmp_path, "--workers", "2", "--database-url", f"sqlite:///{db}") as s:
+    with running_server_at_default_host(
+        tmp_path, "--workers", "2", "--database-url", f"sqlite:///{db}"
+    ) as s:
         workers = workers_of(s)
         assert s.stop(signum) == 0
         assert not any(pid_alive(pid) for pid in workers)
@@ -176,7 +161,9 @@ def test_a_signal_to_the_parent_stops_every_worker(tmp_path: Path, signum: int) 
 
 def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
-    with running_server(tmp_path, "--workers", "2", "--database-url", f"sqlite:///{db}") as s:
+    with running_server_at_default_host(
+        tmp_path, "--workers", "2", "--database-url", f"sqlite:///{db}"
+    ) as s:
         workers = workers_of(s)
         # A worker that dies at once is taken for one that cannot start: wait past that.
         time.sleep(5.5)

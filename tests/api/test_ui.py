@@ -9,7 +9,7 @@ import pytest
 
 from analytics_mock.api.edge_guard import EdgePolicy
 from analytics_mock.schemas.controls import FaultIn
-from tests.api.test_edge_guard import TOKEN, assert_refused, call
+from tests.support.edge_guard import TOKEN, assert_refused, call
 
 pytestmark = pytest.mark.anyio
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.reliability import StartServer
 from tests.support.servers import (
     POSTGRES_URL,
     ServerProcess,
@@ -18,21 +19,6 @@ from tests.support.servers import (
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
-
-
-BACKEND_PARAMS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param(
-        "postgresql",
-        id="postgresql",
-        marks=[
-            pytest.mark.postgres,
-            pytest.mark.skipif(
-                POSTGRES_URL is None, reason="ANALYTICS_MOCK_TEST_POSTGRES_URL is not set"
-            ),
-        ],
-    ),
-]
 
 
 @pytest.fixture
@@ -50,9 +36,6 @@ def make_database_url(tmp_path: Path) -> Iterator[Callable[[str], str]]:
             return stack.enter_context(postgres_schema_url(POSTGRES_URL))
 
         yield make
-
-
-StartServer = Callable[..., ServerProcess]
 
 
 @pytest.fixture

@@ -24,9 +24,14 @@ import pytest
 from analytics_mock.db.repositories import ControlRepository, UserRepository
 from analytics_mock.passwords import verify_password
 from analytics_mock.testing import AnalyticsMock, isolated_settings
-from tests.reliability.conftest import BACKEND_PARAMS, StartServer
 from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
-from tests.support.reliability import Timings, envelope_problems, interleaved
+from tests.support.reliability import (
+    BACKEND_PARAMS,
+    StartServer,
+    Timings,
+    envelope_problems,
+    interleaved,
+)
 from tests.support.servers import ServerProcess
 
 ALICE_PASSWORD = "Alice-Pw-4Xq9"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import StartServer
 from tests.support.helpers import ADMIN, OBJECT_PATH
+from tests.support.reliability import StartServer
 
 pytestmark = pytest.mark.live
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.reliability.conftest import BACKEND_PARAMS, StartServer
 from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
+from tests.support.reliability import BACKEND_PARAMS, StartServer
 from tests.support.servers import ServerProcess
 
 pytestmark = pytest.mark.live

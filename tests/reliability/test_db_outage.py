@@ -28,9 +28,8 @@ from sqlalchemy.exc import OperationalError
 
 from analytics_mock.db.engine import Database, create_database_engine
 from analytics_mock.settings import Settings
-from tests.reliability.conftest import StartServer
 from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
-from tests.support.reliability import envelope_problems
+from tests.support.reliability import StartServer, envelope_problems
 from tests.support.servers import POSTGRES_URL, ServerProcess, postgres_schema_url
 
 pytestmark = pytest.mark.live

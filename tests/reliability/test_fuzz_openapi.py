@@ -41,8 +41,7 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import ignored_auth
 
 from analytics_mock.testing import AnalyticsMock, isolated_settings
-from tests.reliability.conftest import BACKEND_PARAMS
-from tests.support.reliability import ENVELOPE_KEYS
+from tests.support.reliability import BACKEND_PARAMS, ENVELOPE_KEYS
 from tests.support.servers import POSTGRES_URL, postgres_schema_url
 
 pytestmark = pytest.mark.slow

@@ -22,8 +22,7 @@ from sqlalchemy.engine import make_url
 from analytics_mock.db import engine as engine_module
 from analytics_mock.db.prepared import run_sql
 from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
-from tests.support.servers import ServerProcess, running_server
-from tests.test_workers import workers_of
+from tests.support.servers import ServerProcess, running_server, workers_of
 
 pytestmark = pytest.mark.anyio
 PUT_HEADERS = {**ADMIN, "Content-Type": "application/json", "Accept": "application/json"}

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import StartServer
 from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
+from tests.support.reliability import StartServer
 from tests.support.servers import ServerProcess
 
 pytestmark = pytest.mark.live

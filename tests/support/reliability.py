@@ -1,6 +1,7 @@
-"""Helpers of the reliability tests: checks of the vendor's error envelope, timed samples.
+"""Helpers of the reliability tests: their backends, checks of the vendor's error envelope, timings.
 
-The server processes and PostgreSQL schemas they run on come from tests/support/servers.py.
+The server processes and PostgreSQL schemas they run on come from tests/support/servers.py; the
+fixtures that start them (`start_server`, `make_database_url`) from tests/reliability/conftest.py.
 """
 
 from __future__ import annotations
@@ -10,6 +11,26 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
+
+from tests.support.servers import POSTGRES_URL, ServerProcess
+
+BACKEND_PARAMS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param(
+        "postgresql",
+        id="postgresql",
+        marks=[
+            pytest.mark.postgres,
+            pytest.mark.skipif(
+                POSTGRES_URL is None, reason="ANALYTICS_MOCK_TEST_POSTGRES_URL is not set"
+            ),
+        ],
+    ),
+]
+
+# The type of the `start_server` fixture of tests/reliability/conftest.py.
+StartServer = Callable[..., ServerProcess]
 
 ENVELOPE_KEYS = {"errorSource", "message", "messageID", "application"}
 # What a leaked stack trace or driver error would put in a body.

@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,9 @@ READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 CLIENT_TIMEOUT = 15.0
 ERROR_PREFIX = "analytics-mock: error:"
+# `--workers` starts and stops its processes one after another: its tests allow more time.
+WORKERS_READY_TIMEOUT = 30.0
+WORKERS_STOP_TIMEOUT = 20.0
 
 
 def free_port() -> int:
@@ -242,6 +245,42 @@ def running_server(
         yield server.wait_ready()
     finally:
         server.close()
+
+
+def running_server_at_default_host(
+    cwd: Path, *args: str, https: bool = False
+) -> AbstractContextManager[ServerProcess]:
+    """`running_server` in `cwd` at serve's default host (no `--host`), with longer waits.
+
+    Some tests check that default host; the waits are those `--workers` needs
+    (`WORKERS_READY_TIMEOUT`, `WORKERS_STOP_TIMEOUT`).
+    """
+    return running_server(
+        cwd,
+        *args,
+        host=None,
+        https=https,
+        ready_timeout=WORKERS_READY_TIMEOUT,
+        stop_timeout=WORKERS_STOP_TIMEOUT,
+    )
+
+
+def workers_of(server: ServerProcess, count: int = 2) -> set[int]:
+    """The worker processes of `server`, once `count` of them serve (bounded wait)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        # The spawn machinery adds a resource tracker beside the workers.
+        workers = {
+            pid
+            for pid in child_pids(server.process.pid)
+            if "resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+        }
+        # A worker logs this once its app is built, just before it takes connections.
+        log = server.output()
+        if len(workers) == count and all(f"Started server process [{p}]" in log for p in workers):
+            return workers
+        time.sleep(0.1)
+    pytest.fail(f"not {count} workers serving:\n{server.output()}")
 
 
 def serve_refusal(directory: Path, *args: str) -> str:

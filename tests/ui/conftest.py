@@ -34,8 +34,6 @@ CHROMIUM_ARGS = [
 ]
 AXE_VERSION = "4.10.2"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "img"
 
 
 def unavailable(reason: str) -> None:
@@ -110,11 +108,3 @@ def page(browser: Any, server: ServerProcess) -> Iterator[Any]:
     context.close()
     assert dialogs == [], dialogs
     assert errors == [], errors
-
-
-def screenshot(tab: Any, name: str, locator: Any = None) -> None:
-    """With ANALYTICS_MOCK_UPDATE_SCREENSHOTS=1, write docs/img/<name>.png for the docs."""
-    if os.environ.get("ANALYTICS_MOCK_UPDATE_SCREENSHOTS") != "1":
-        return
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    (locator or tab).screenshot(path=str(SCREENSHOTS / f"{name}.png"))

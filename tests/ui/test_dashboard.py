@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from tests.support.browser import screenshot
 from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
 from tests.support.servers import ServerProcess, running_server
-from tests.ui.conftest import screenshot
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
 
