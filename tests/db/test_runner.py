@@ -316,6 +316,23 @@ async def test_lost_journal_entries_are_counted_and_logged_once_a_minute(
     assert len(names(db)) == 20  # every write stands
 
 
+async def test_a_connection_that_cannot_be_made_marks_the_database_unavailable(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A journal entry written after such a failure would wait for the database once more,
+    # so the call's answer would wait twice its deadline (a stalled PostgreSQL: 5 s + 10 s).
+    def no_connection(role: bool) -> Connection:
+        raise DBAPIError("connect", None, ConnectionRefusedError("refused"))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(db.runner, "_connect", no_connection)
+        with pytest.raises(DBAPIError):
+            await db.read(UserCount())
+        assert db.available is False
+    await db.write(add_user("back"))
+    assert db.available is True
+
+
 async def test_a_unit_that_hides_a_failed_statement_is_not_acknowledged(db: Database) -> None:
     # PostgreSQL aborts the transaction of a failed statement, caught or not, and would roll
     # back a COMMIT of it without an error: such a unit must fail.

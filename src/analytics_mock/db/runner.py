@@ -244,9 +244,9 @@ class UnitRunner:
                 # Before the commit nothing took effect, so the batch can run again as it was;
                 # not after a deadline, which is spent.
                 overran = guard is not None and guard.fired
-                # A SQLite lock held past the busy timeout: the call's journal entry would wait
-                # it out once more, so the call answers within one timeout instead.
-                if stale or overran or busy(exc):
+                # No connection to be had, or a SQLite lock held past the busy timeout: the
+                # call's journal entry would wait once more, so it answers within one timeout.
+                if stale or overran or connection is None or busy(exc):
                     self.available = False
                 if stale and attempt == 1 and not committing and not overran:
                     logger.info("database connection lost; retrying the batch on a new one")
@@ -284,9 +284,9 @@ class UnitRunner:
                 if lost(connection, exc):
                     raise
                 item.result, item.error = None, reported(exc)
-                if not item.read:
-                    sql("ROLLBACK TO unit")
-            sql("PRAGMA query_only=0" if item.read else "RELEASE unit")
+            # A write's savepoint stays open for the commit to end (a RELEASE is a round trip).
+            if item.read or item.error is not None:
+                sql("PRAGMA query_only=0" if item.read else "ROLLBACK TO unit")
             for group, make in item.follows:  # made from the unit's outcome
                 try:
                     groups.setdefault(group, []).append(make(item.error))
