@@ -1,12 +1,11 @@
 """Runs database work off the event loop: `read` and `write` return once their work committed.
 
-One thread with one connection takes every write queued and runs them in one transaction, each
-in a raw savepoint (a unit that fails leaves nothing), then commits once: calls share a commit
-and its fsync, and the runner's transactions never wait on each other's row locks. On SQLite
-reads join these batches under `PRAGMA query_only`; on PostgreSQL they run beside the writer, on
-threads whose connections are in autocommit, their transactions READ ONLY. A write submitted
-while `RIDER` is set (the call's journal entry) carries its follow-up into its transaction, and
-so does a read that answers the call, where reads join the writer's batches (SQLite).
+One thread with one connection runs each queued write in a raw savepoint (a unit that fails
+leaves nothing) of one transaction, committed once: calls share its fsync and never wait on each
+other's row locks. PostgreSQL's commit ends the savepoints (a RELEASE is a round trip); SQLite's
+are released (each left open would journal pages again). SQLite's reads join the batches under
+`PRAGMA query_only`; PostgreSQL's run beside them, READ ONLY in autocommit. A write made while
+`RIDER` is set carries the call's journal entry, as does a read that answers the call (SQLite).
 """
 
 from __future__ import annotations
@@ -284,9 +283,10 @@ class UnitRunner:
                 if lost(connection, exc):
                     raise
                 item.result, item.error = None, reported(exc)
-            # A write's savepoint stays open for the commit to end (a RELEASE is a round trip).
-            if item.read or item.error is not None:
-                sql("PRAGMA query_only=0" if item.read else "ROLLBACK TO unit")
+                if not item.read:
+                    sql("ROLLBACK TO unit")
+            if item.read or changes is not None:  # only SQLite counts changes: see the module
+                sql("PRAGMA query_only=0" if item.read else "RELEASE unit")
             for group, make in item.follows:  # made from the unit's outcome
                 try:
                     groups.setdefault(group, []).append(make(item.error))
