@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -25,6 +26,46 @@ def open_dashboard(tab: Any, server: ServerProcess) -> None:
     tab.goto(server.url + "/_mock/")
     assert tab.url == server.url + "/_mock/ui"
     expect(tab.locator("#live")).to_contain_text("Live", timeout=LIVE)
+
+
+def set_hidden(tab: Any, hidden: bool) -> None:
+    """Make the page hidden or shown, as switching tabs does (headless Chromium never hides)."""
+    state = "hidden" if hidden else "visible"
+    tab.evaluate(
+        """([hidden, state]) => {
+            for (const [key, value] of [["hidden", hidden], ["visibilityState", state]]) {
+                Object.defineProperty(document, key, { value, configurable: true });
+            }
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""",
+        [hidden, state],
+    )
+
+
+def one_poll(tab: Any) -> None:
+    """Move the page's clock one period on; return once the poll it made was answered."""
+    with contextlib.ExitStack() as answered:
+        for name in ("requests", "test-mails", "faults", "state"):
+            answered.enter_context(tab.expect_response(re.compile(rf"/_mock/{name}(\?|$)")))
+        tab.clock.run_for(1_000)
+
+
+def test_a_hidden_page_polls_nothing_and_catches_up_when_shown(
+    page: Any, server: ServerProcess
+) -> None:
+    page.clock.install()  # the page's timers run only when the test moves this clock
+    open_dashboard(page, server)
+    one_poll(page)  # shown, every period asks again
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    set_hidden(page, True)
+    page.clock.run_for(60_000)
+    # The page's own later request: every request it made before has been reported by then.
+    with page.expect_request(re.compile(r"/healthz$")):
+        page.evaluate("fetch('/healthz')")
+    assert [url for url in asked if "/_mock/" in url] == []
+    with page.expect_request(re.compile(r"/_mock/requests")):
+        set_hidden(page, False)  # shown again: it refreshes at once, not a period later
 
 
 def test_a_put_made_with_curl_appears_in_the_journal_without_its_password(

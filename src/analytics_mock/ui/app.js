@@ -340,8 +340,16 @@ function start() {
   });
   $("journal-filter").addEventListener("submit", (event) => event.preventDefault());
   for (const id of ["f-method", "f-path", "f-status"]) $(id).addEventListener("input", refresh);
-  refresh();
-  setInterval(refresh, POLL_MS);
+  // A hidden page (another tab, a minimised window) asks the server nothing, and catches up
+  // as soon as it is shown again.
+  let timer = null;
+  const poll = () => {
+    clearInterval(timer);
+    timer = document.hidden ? null : setInterval(refresh, POLL_MS);
+    if (!document.hidden) refresh();
+  };
+  document.addEventListener("visibilitychange", poll);
+  poll();
 }
 
 document.addEventListener("DOMContentLoaded", start);
