@@ -53,7 +53,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -655,15 +655,17 @@ def uvicorn_options_note() -> str:
     sys.path.insert(0, str(HERE))
     try:
         import baseline_app  # noqa: PLC0415
+        from starlette.types import ASGIApp  # noqa: PLC0415
 
         from analytics_mock import serving  # noqa: PLC0415
         from analytics_mock.http_protocol import EdgeLimits  # noqa: PLC0415
         from analytics_mock.settings import Settings  # noqa: PLC0415
 
         settings = Settings()
+        no_app = cast(ASGIApp, None)  # only the options are compared: no app is loaded
         with socket.socket() as sock:
             mock_config = serving._config(
-                None, serving.Listener(sock), settings, EdgeLimits.from_settings(settings)
+                no_app, serving.Listener(sock), settings, EdgeLimits.from_settings(settings)
             )
         base_config = baseline_app.make_config()
     except Exception as exc:  # a private helper may have moved: say so, go on
@@ -814,7 +816,9 @@ def print_in_process(name: str, figures: dict[str, float], samples: int) -> None
     )
 
 
-def print_targets(summary: dict[str, dict[str, Any]], in_process: dict[str, dict[str, float]]) -> None:
+def print_targets(
+    summary: dict[str, dict[str, Any]], in_process: dict[str, dict[str, float]]
+) -> None:
     print("\n== Targets (issue 6)")
     names = [name for name in summary if name not in REFERENCES and not name.endswith(REF)]
     print(f"{'target':40} " + " ".join(f"{name:>22}" for name in names))
@@ -832,7 +836,9 @@ def print_targets(summary: dict[str, dict[str, Any]], in_process: dict[str, dict
         print(f"{label + ' ' + goal:40} " + " ".join(cells))
 
 
-def target_value(key: str, rows: dict[str, Any], in_process: dict[str, float] | None) -> float | None:
+def target_value(
+    key: str, rows: dict[str, Any], in_process: dict[str, float] | None
+) -> float | None:
     values = {
         "put64_cpu_ratio": rows["PUT c64"]["cpu_x"],
         "put64_p99_ms": rows["PUT c64"]["p99"],

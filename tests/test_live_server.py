@@ -30,7 +30,8 @@ CLIENT_TIMEOUT = 10.0
 
 def hsso_token(response: httpx.Response) -> str:
     """The token of a `WWW-Authenticate: HSSO <token>` header."""
-    scheme, _, token = response.headers.get("www-authenticate", "").partition(" ")
+    header: str = response.headers.get("www-authenticate", "")
+    scheme, _, token = header.partition(" ")
     assert scheme == "HSSO", response.headers
     assert token
     return token
@@ -105,7 +106,7 @@ def test_startup_banner_shows_the_configuration_with_secrets_masked(
             for line in lines
             if " config " in line and " = " in line
         }
-        access = [line for line in lines if "GET " + SETTINGS_PATH in line]
+        access: list[object] = [line for line in lines if "GET " + SETTINGS_PATH in line]
     else:
         records = []
         for line in server.stderr().splitlines():

@@ -105,11 +105,12 @@ def schema_dump(engine: Engine) -> dict[str, object]:
     dump: dict[str, object] = {}
     for table in sorted(inspector.get_table_names()):
         columns = [{**c, "type": repr(c["type"])} for c in inspector.get_columns(table)]
+        indexes = sorted(inspector.get_indexes(table), key=lambda i: str(i["name"]))
         dump[table] = {
             "columns": columns,
             "pk": inspector.get_pk_constraint(table),
             "fks": inspector.get_foreign_keys(table),
-            "indexes": sorted(inspector.get_indexes(table), key=lambda i: str(i["name"])),
+            "indexes": indexes,
             "uniques": sorted(inspector.get_unique_constraints(table), key=repr),
             "checks": sorted(inspector.get_check_constraints(table), key=repr),
         }

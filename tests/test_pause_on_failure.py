@@ -53,8 +53,14 @@ def start_inner(directory: Path, *options: str) -> subprocess.Popen[str]:
 def test_a_failed_test_keeps_its_server_until_enter(tmp_path: Path) -> None:
     inner = start_inner(tmp_path, "--analytics-mock-pause-on-failure")
     lines: queue.Queue[str] = queue.Queue()
-    assert inner.stdout is not None
-    threading.Thread(target=lambda: [lines.put(x) for x in inner.stdout], daemon=True).start()
+    stdout = inner.stdout
+    assert stdout is not None
+
+    def forward() -> None:
+        for line in stdout:
+            lines.put(line)
+
+    threading.Thread(target=forward, daemon=True).start()
     try:
         seen: list[str] = []
         while not any("Press Enter" in line for line in seen):

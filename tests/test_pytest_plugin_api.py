@@ -305,7 +305,7 @@ def test_jitter_with_a_seed_repeats_its_delays() -> None:
             "jitter_ms": 1000,
             "seed": seed,
         }
-        rule = FaultRule.from_row(type("Row", (), row)())  # type: ignore[arg-type]
+        rule = FaultRule.from_row(type("Row", (), row)())
         return [rule.delay() for _ in range(20)]
 
     assert delays(7) == delays(7)

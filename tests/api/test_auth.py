@@ -544,4 +544,6 @@ async def test_calls_that_read_a_stale_session_together_mark_it_used_once(
         touches.clear()
         now[0] += 5.0
     with runtime.db.session() as session:
-        assert SessionRepository(session).get(token_digest(token)).last_used_at == now[0] - 5.0
+        row = SessionRepository(session).get(token_digest(token))
+        assert row is not None
+        assert row.last_used_at == now[0] - 5.0

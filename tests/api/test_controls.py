@@ -7,7 +7,7 @@ import base64
 import gc
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -252,13 +252,13 @@ async def test_calls_leave_no_reference_cycles_behind(settings: Settings, runtim
     async def call(method: str, path: str, query: bytes, content: bytes) -> int:
         headers = [(b"authorization", ADMIN["Authorization"].encode())]
         headers += [(b"content-type", b"application/json")] if content else []
-        sent: list[dict[str, Any]] = []
+        sent: list[MutableMapping[str, Any]] = []
         messages = [{"type": "http.request", "body": content, "more_body": False}]
 
         async def receive() -> dict[str, Any]:
             return messages.pop() if messages else {"type": "http.disconnect"}
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: MutableMapping[str, Any]) -> None:
             sent.append(message)
 
         scope = {

@@ -271,7 +271,11 @@ async def test_untrusted_certificate_fails_then_verification_can_be_off(
     make_client: Callable[..., httpx.AsyncClient], tls_files: TlsFiles
 ) -> None:
     with start_smtp_server(security="TLS", tls=tls_files) as server:
-        body = {"hostname": "127.0.0.1", "portNumber": server.port, "secureConnection": "TLS"}
+        body: dict[str, Any] = {
+            "hostname": "127.0.0.1",
+            "portNumber": server.port,
+            "secureConnection": "TLS",
+        }
         async with make_client(smtp_timeout=2.0) as client:
             result = await failed_job(client, **body)
         assert result["failureKind"] == "tls_failed"

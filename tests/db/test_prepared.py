@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
-from sqlalchemy import Engine, bindparam, insert, select, text
+from sqlalchemy import Engine, Table, bindparam, insert, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from analytics_mock.db.engine import create_database_engine
@@ -14,7 +15,7 @@ from analytics_mock.db.models import UserRow
 from analytics_mock.db.prepared import Prepared
 from analytics_mock.settings import Settings
 
-USERS = UserRow.__table__
+USERS = cast(Table, UserRow.__table__)
 # Every column given: Python-side defaults are SQLAlchemy's execution's, not the driver's.
 ADD_USER = Prepared(
     insert(USERS).values(

@@ -15,10 +15,10 @@ import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from sqlalchemy import Connection, event, insert, select, text
+from sqlalchemy import Connection, CursorResult, Table, event, insert, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from analytics_mock.db.engine import Database, create_database_engine
@@ -30,7 +30,7 @@ from analytics_mock.settings import Settings
 from tests.support.db import runner_threads_held, submitted
 
 pytestmark = pytest.mark.anyio
-USERS = UserRow.__table__
+USERS = cast(Table, UserRow.__table__)
 
 
 def add_user(name: str) -> Any:
@@ -48,9 +48,12 @@ def names(db: Database) -> set[str]:
 def commits_of(db: Database) -> list[int]:
     """One entry per commit from now on, the PostgreSQL readers' autocommit ones aside."""
     commits: list[int] = []
-    event.listen(
-        db.engine, "commit", lambda conn: conn.info.get(READ_CONNECTION) or commits.append(1)
-    )
+
+    def count(conn: Connection) -> None:
+        if not conn.info.get(READ_CONNECTION):
+            commits.append(1)
+
+    event.listen(db.engine, "commit", count)
     return commits
 
 
@@ -390,13 +393,15 @@ async def wal_burst(db: Database) -> None:
     """Some 5 MB through the WAL, past an auto-checkpoint: 300 users, each rewritten large."""
     for number in range(300):
         await db.write(add_user(f"user-{number}-" + "x" * 200))
-        await db.write(
-            lambda c, n=number: c.execute(
+
+        def rewrite(c: Connection, n: int = number) -> CursorResult[Any]:
+            return c.execute(
                 USERS.update()
                 .where(USERS.c.name.like(f"user-{n}-%"))
                 .values(password_hash="h" * 16000)
             )
-        )
+
+        await db.write(rewrite)
 
 
 def test_the_sqlite_wal_shrinks_to_its_limit_after_a_checkpoint(tmp_path: Path) -> None:

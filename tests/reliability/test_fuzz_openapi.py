@@ -38,6 +38,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.core.failures import FailureGroup
+from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import ignored_auth
 
 from analytics_mock.testing import AnalyticsMock, isolated_settings
@@ -376,13 +377,12 @@ def fuzz_targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
                 config = schemathesis.Config.from_dict(
                     {"output": {"sanitization": {"enabled": False}}}
                 )
-                operations = {
-                    result.ok().label: result.ok()
-                    for document in DOCUMENTS
-                    for result in schemathesis.openapi.from_asgi(
-                        document, mock.app, config=config
-                    ).get_all_operations()
-                }
+                operations: dict[str, Any] = {}
+                for document in DOCUMENTS:
+                    schema = schemathesis.openapi.from_asgi(document, mock.app, config=config)
+                    for result in schema.get_all_operations():
+                        assert isinstance(result, Ok), result.err()
+                        operations[result.ok().label] = result.ok()
                 targets[backend] = FuzzTarget(mock, operations)
             return targets[backend]
 

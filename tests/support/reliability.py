@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import httpx
 import pytest
@@ -91,7 +91,7 @@ class Timings:
 
 
 def interleaved(
-    samples: dict[str, Callable[[], object]],
+    samples: Mapping[str, Callable[[], object]],
     rounds: int,
     holds: Callable[[Timings], bool],
     attempts: int = 2,

@@ -20,7 +20,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -176,7 +176,9 @@ class Authenticator:
         if auth_data.login == self.login and auth_data.password == self.password:
             return AuthResult(success=True, auth_data=auth_data)
         message = self.echo_on_failure(auth_data) if self.echo_on_failure else None
-        return AuthResult(success=False, handled=False, message=message)
+        # aiosmtpd annotates the message as str, but pushes bytes as they are: the reply may
+        # quote a password that is not valid in any one encoding.
+        return AuthResult(success=False, handled=False, message=cast("str | None", message))
 
 
 class _Controller(Controller):
@@ -184,8 +186,9 @@ class _Controller(Controller):
 
     def _trigger_server(self) -> None:
         # start() primes the server by connecting to self.port, which is still 0 here.
+        assert isinstance(self.server, asyncio.Server)
         self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
+        super()._trigger_server()  # type: ignore[no-untyped-call]  # unannotated in aiosmtpd
 
 
 @dataclass
