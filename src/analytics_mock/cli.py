@@ -129,10 +129,11 @@ def _serve(args: argparse.Namespace) -> int:
     gc.disable()
     try:
         from analytics_mock.logs import configure_logging  # noqa: PLC0415
+        from analytics_mock.services.journal import redact_text  # noqa: PLC0415
         from analytics_mock.serving import serve  # noqa: PLC0415 - only `serve` needs it
 
         settings = settings_from_args(args)
-        configure_logging(settings.log_level, settings.log_format)
+        configure_logging(settings.log_level, settings.log_format, redact_query=redact_text)
         serve(settings)
     finally:
         gc.enable()

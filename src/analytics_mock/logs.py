@@ -73,8 +73,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str, fmt: str) -> None:
-    """Send every logger, uvicorn's included, through one stderr handler."""
+class _AccessQueryFilter(logging.Filter):
+    """uvicorn's access line with its query string's secrets masked by `redact`."""
+
+    def __init__(self, redact: Callable[[str], str]) -> None:
+        super().__init__()
+        self._redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Mask the query of the line's path, as the journal masks it."""
+        args = record.args
+        # uvicorn's arguments: client, method, path with its query, HTTP version, status.
+        if isinstance(args, tuple) and len(args) == 5 and "?" in str(args[2]):
+            path, _, query = str(args[2]).partition("?")
+            record.args = (*args[:2], f"{path}?{self._redact(query)}", *args[3:])
+        return True
+
+
+def configure_logging(
+    level: str, fmt: str, *, redact_query: Callable[[str], str] | None = None
+) -> None:
+    """Send every logger, uvicorn's included, through one stderr handler.
+
+    `redact_query` masks the secrets of a query string in uvicorn's access lines.
+    """
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
@@ -86,3 +108,5 @@ def configure_logging(level: str, fmt: str) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    if redact_query is not None:
+        logging.getLogger("uvicorn.access").filters[:] = [_AccessQueryFilter(redact_query)]

@@ -44,6 +44,7 @@ from analytics_mock.http_protocol import (
     listening_socket,
 )
 from analytics_mock.logs import configure_logging
+from analytics_mock.services.journal import redact_text
 from analytics_mock.services.seed import SeedFileError
 from analytics_mock.services.users import UsersFileError
 from analytics_mock.settings import (
@@ -425,7 +426,7 @@ def _worker_main(listeners: list[Listener], parent: int, identity: Identity | No
     """
     follow_parent(parent)
     settings = get_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, redact_query=redact_text)
     try:
         app = open_app(file_identity=identity)
     except StartError as exc:

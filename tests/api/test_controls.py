@@ -282,6 +282,29 @@ async def test_calls_leave_no_reference_cycles_behind(settings: Settings, runtim
         gc.enable()
 
 
+@pytest.mark.parametrize("number", ["1e400", "-1e400"])
+async def test_a_number_past_a_floats_range_keeps_the_journal_readable(
+    client: httpx.AsyncClient, number: str
+) -> None:
+    # Parsed, it is infinity, which JSON cannot write: the journal shows the text it came as.
+    body = f'{{"x": {number}}}'
+    headers = {"Content-Type": "application/json"}
+    assert (await client.post(INVOKE, content=body, headers=headers)).status_code == 401
+    journal = await client.get("/_mock/requests")
+    assert journal.status_code == 200, journal.text
+    [entry] = journal.json()["requests"]
+    assert entry["body"] == body and entry["json"] is None
+
+
+@pytest.mark.parametrize("since", ["nan", "inf", "-inf"])
+async def test_a_since_that_is_not_a_number_is_refused(
+    client: httpx.AsyncClient, since: str
+) -> None:
+    answer = await client.get("/_mock/requests", params={"since": since})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["application"] == "Analytics"
+
+
 async def test_journal_filters_limit_and_clear(client: httpx.AsyncClient) -> None:
     await put_port(client, 30)
     await put_port(client, 0)

@@ -164,7 +164,7 @@ async def get_requests(
     method: str | None = None,
     path: str | None = None,
     status: Annotated[int | None, Query(ge=0, le=599)] = None,
-    since: Annotated[float | None, Query(description="Epoch seconds.")] = None,
+    since: Annotated[float | None, Query(description="Epoch seconds.", allow_inf_nan=False)] = None,
     limit: Annotated[
         int, Query(ge=1, le=1_000_000, description="At most the journal's size is kept.")
     ] = 100,

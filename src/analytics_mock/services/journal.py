@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ _SECRET_HEADER_NAME = re.compile(
 # Schemes of `Authorization` a journal may show; any other first word may be the credential.
 _SHOWN_SCHEMES = {"basic", "bearer", "digest", "negotiate", "ntlm", "hoba", "mutual"}
 # A body member or query/form name that holds a secret, once decoded.
-_SECRET_NAME = re.compile(r"passw|secret|token|api[-_]?key", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"passw|secret|token|hsso|api[-_]?key", re.IGNORECASE)
 # Text that is not valid JSON (a refused body, a query string, a form) is read as tokens, in
 # one pass: a quoted string, a bare name, or one other character. A quote with no closing one
 # is a character of its own, so that it cannot hide the secrets after it; once one quote of a
@@ -134,7 +135,10 @@ def redact_body(raw: bytes, document: Any = _UNPARSED) -> str | None:
     try:
         if document is _UNPARSED:
             document = json.loads(raw)
-        return storable(json.dumps(_redact_json(document), ensure_ascii=False)[:_MAX_BODY])
+        # A number past a float's range (1e400) parsed as infinity, which JSON cannot write:
+        # such a body is redacted as the text it came as.
+        redacted = json.dumps(_redact_json(document), ensure_ascii=False, allow_nan=False)
+        return storable(redacted[:_MAX_BODY])
     except (ValueError, RecursionError, _TooDeep):
         return storable(redact_text(raw[:_MAX_BODY].decode("utf-8", errors="replace")))
 
@@ -212,12 +216,23 @@ def journal_writer(keep: int) -> Callable[[Executor, list[dict[str, Any]]], None
     return write
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: JSON has no way to show it again
+        raise ValueError(text)
+    return value
+
+
+def _not_json(text: str) -> Any:
+    raise ValueError(text)  # NaN, Infinity: not JSON
+
+
 def _parsed(body: str | None) -> Any:
     # The stored body is already redacted: a JSON body was stored as the JSON of its redaction.
     if not body:
         return None
     try:
-        return json.loads(body)
+        return json.loads(body, parse_float=_finite, parse_constant=_not_json)
     except (ValueError, RecursionError):
         return None
 
