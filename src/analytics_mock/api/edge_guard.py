@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from analytics_mock.api.errors import error_response
-from analytics_mock.errors import DomainError
+from analytics_mock.errors import DomainError, MalformedRequest
 from analytics_mock.settings import Settings
 
 CONTROL_PREFIX = "/_mock"
@@ -155,15 +155,19 @@ class EdgeGuard:
 
     def _refusal(self, scope: Scope) -> DomainError | None:
         host = origin = fetch_site = authorization = None
+        repeated = False
         for name, value in scope["headers"]:
             if name == b"host":
-                host = value
+                repeated, host = repeated or host is not None, value
             elif name == b"origin":
-                origin = value
+                repeated, origin = repeated or origin is not None, value
             elif name == b"sec-fetch-site":
                 fetch_site = value
             elif name == b"authorization":
                 authorization = value
+        # Which of two would count is ambiguous (RFC 9112 asks a 400 of two Hosts).
+        if repeated:
+            return MalformedRequest()
         # HTTP/1.0 clients may send no Host; a browser always does.
         if host is not None and not self._host_allowed(host):
             return HostNotAllowed()
