@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Connection, CursorResult, Table, event, insert, select, text
+from sqlalchemy import Connection, CursorResult, Table, event, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from analytics_mock.db.engine import Database, create_database_engine
 from analytics_mock.db.migrate import upgrade_to_head
 from analytics_mock.db.models import UserRow
+from analytics_mock.db.repositories import STATE_LOCK_KEY, lock_state
 from analytics_mock.db.runner import READ_CONNECTION, RIDER, FollowUp
 from analytics_mock.errors import ObjectNotFound, OutOfDescriptors
 from analytics_mock.settings import Settings
@@ -334,6 +335,49 @@ async def test_a_connection_that_cannot_be_made_marks_the_database_unavailable(
         assert db.available is False
     await db.write(add_user("back"))
     assert db.available is True
+
+
+async def test_a_blocking_write_and_a_batch_of_the_writer_never_deadlock(db: Database) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite takes one writing transaction at a time in any case")
+    await db.write(add_user("shared"))
+    locked = threading.Event()
+
+    def a_batch_waits_for_the_state_lock(within: float) -> bool:
+        deadline = time.monotonic() + within
+        with db.engine.connect() as watcher:
+            while time.monotonic() < deadline:
+                waiting = (
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                )
+                if watcher.execute(text(waiting)).scalar():
+                    return True
+                watcher.rollback()
+        return False
+
+    def reset_like() -> None:
+        # As `Runtime.reset` does: the state lock first, then rows a batch may hold.
+        with db.session(write=True) as session:
+            lock_state(session)
+            locked.set()
+            # Where each process's writing transactions did not take turns, the batch below
+            # now held the user's row and waited for the state lock: a deadlock.
+            a_batch_waits_for_the_state_lock(within=3)
+            session.execute(update(USERS).where(USERS.c.name == "shared").values(failed_logins=7))
+
+    def touch(connection: Connection) -> None:
+        connection.execute(update(USERS).where(USERS.c.name == "shared").values(failed_logins=1))
+
+    def take_state_lock(connection: Connection) -> None:
+        connection.execute(select(func.pg_advisory_xact_lock(STATE_LOCK_KEY)))
+
+    blocking = asyncio.ensure_future(asyncio.to_thread(reset_like))
+    assert await asyncio.to_thread(locked.wait, 10)
+    # Submitted in one turn of the loop: one batch, the row first, then the state lock.
+    touched, took, reset = await asyncio.gather(
+        db.write(touch), db.write(take_state_lock), blocking, return_exceptions=True
+    )
+    assert (touched, took, reset) == (None, None, None)
 
 
 async def test_a_unit_that_hides_a_failed_statement_is_not_acknowledged(db: Database) -> None:

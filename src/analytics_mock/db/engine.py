@@ -262,10 +262,12 @@ class Database:
             self.file.fix()
             # A new connection must open the same file; the first one fixes it if none existed.
             event.listen(engine, "connect", lambda _dbapi, _record: self._opened())
-        # SQLite has one writer at a time. Threads of this process queue here and are woken
-        # the moment the lock is free, instead of polling in SQLite's busy handler, whose
-        # back-off sleeps up to 100 ms; other processes still wait under busy_timeout.
-        self._write_lock = threading.Lock() if sqlite else None
+        # One writing transaction at a time in this process. On SQLite, threads queue here and
+        # are woken the moment the lock is free, instead of polling in SQLite's busy handler,
+        # whose back-off sleeps up to 100 ms; other processes still wait under busy_timeout.
+        # On PostgreSQL, a blocking write (`session`: a reset) and the writer's batch would
+        # otherwise take the state lock and row locks in opposite orders: a deadlock.
+        self._write_lock = threading.Lock()
         self._wal_bound = WalBound(self.file.path) if self.file is not None else None
         # A local file needs no deadline; a network database does (see watchdog.py).
         self.watchdog = None if sqlite else Watchdog()
@@ -334,9 +336,9 @@ class Database:
 
     @contextmanager
     def _held(self, connection: Connection, *, write: bool) -> Iterator[Guard | None]:
-        """What work on `connection` holds: SQLite's write lock, PostgreSQL's deadline."""
+        """What work on `connection` holds: this process's write lock, PostgreSQL's deadline."""
         with ExitStack() as stack:
-            if write and self._write_lock is not None:
+            if write and not connection.info.get(READ_CONNECTION):  # PostgreSQL's readers
                 stack.enter_context(self._write_lock)
             guard = None
             if self.watchdog is not None:
