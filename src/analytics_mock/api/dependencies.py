@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
@@ -18,6 +18,7 @@ from analytics_mock.errors import (
     UnknownMember,
     UnsupportedMediaType,
 )
+from analytics_mock.formats import reject_json_constant
 from analytics_mock.runtime import Runtime
 from analytics_mock.services.auth import ADMIN, Principal
 
@@ -110,10 +111,6 @@ def require_json_content_type(request: Request) -> None:
         raise UnsupportedMediaType("The Content-Type of the request must be application/json.")
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 # Where `read_json` leaves the body it parsed, with its bytes, for the journal to redact.
 PARSED_BODY = "analytics_mock.parsed_body"
 # Where the middleware leaves the authentication facts it read with the test controls: the
@@ -135,7 +132,7 @@ def parse_json(raw: bytes) -> object:
     if not raw.strip():
         raise MalformedBody("The request body is empty.")
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        return json.loads(raw.decode("utf-8"), parse_constant=reject_json_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise MalformedBody("The request body is not valid JSON.") from None
 

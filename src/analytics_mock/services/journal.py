@@ -13,7 +13,7 @@ from urllib.parse import unquote_plus
 
 from analytics_mock.db.models import JournalRow
 from analytics_mock.db.repositories import Executor, JournalRepository
-from analytics_mock.formats import vendor_time
+from analytics_mock.formats import reject_json_constant, vendor_time
 
 REDACTED = "***"
 # A header whose name holds one of these carries a credential, whatever its value looks like.
@@ -223,16 +223,12 @@ def _finite(text: str) -> float:
     return value
 
 
-def _not_json(text: str) -> Any:
-    raise ValueError(text)  # NaN, Infinity: not JSON
-
-
 def _parsed(body: str | None) -> Any:
     # The stored body is already redacted: a JSON body was stored as the JSON of its redaction.
     if not body:
         return None
     try:
-        return json.loads(body, parse_float=_finite, parse_constant=_not_json)
+        return json.loads(body, parse_float=_finite, parse_constant=reject_json_constant)
     except (ValueError, RecursionError):
         return None
 
