@@ -7,10 +7,9 @@ import base64
 import gc
 import threading
 import uuid
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -22,7 +21,7 @@ from analytics_mock.runtime import Runtime
 from analytics_mock.services.seed import SeedFileError, load_seed_file
 from analytics_mock.settings import Settings
 from tests.support.db import trips_to
-from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH, basic
+from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH, asgi_call, basic
 
 pytestmark = pytest.mark.anyio
 
@@ -252,22 +251,7 @@ async def test_calls_leave_no_reference_cycles_behind(settings: Settings, runtim
     async def call(method: str, path: str, query: bytes, content: bytes) -> int:
         headers = [(b"authorization", ADMIN["Authorization"].encode())]
         headers += [(b"content-type", b"application/json")] if content else []
-        sent: list[MutableMapping[str, Any]] = []
-        messages = [{"type": "http.request", "body": content, "more_body": False}]
-
-        async def receive() -> dict[str, Any]:
-            return messages.pop() if messages else {"type": "http.disconnect"}
-
-        async def send(message: MutableMapping[str, Any]) -> None:
-            sent.append(message)
-
-        scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-            "scheme": "http", "path": unquote(path), "raw_path": path.encode(),
-            "query_string": query, "root_path": "", "headers": headers,
-            "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 22015),
-        }  # fmt: skip
-        await app(scope, receive, send)
+        sent = await asgi_call(app, method, path, headers, query=query, body=content)
         return int(sent[0]["status"])
 
     for _ in range(3):  # first calls fill caches, which may hold cycles of their own

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
-from starlette.types import Message, Scope
 
 from analytics_mock.api.edge_guard import EdgeGuard, EdgePolicy, is_loopback_host
 from tests.support.edge_guard import TOKEN, assert_refused, call, stand_in
+from tests.support.helpers import asgi_call
 
 pytestmark = pytest.mark.anyio
 
@@ -162,33 +161,6 @@ def test_loopback_binds_are_told_apart(host: str, loopback: bool) -> None:
     assert is_loopback_host(host) is loopback
 
 
-async def raw_call(policy: EdgePolicy, headers: list[tuple[bytes, bytes]]) -> tuple[int, Any]:
-    """Headers as given, repeated ones included (an HTTP client would merge them)."""
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    scope: Scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/_mock/reset",
-        "raw_path": b"/_mock/reset",
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "http_version": "1.1",
-        "scheme": "http",
-        "server": ("127.0.0.1", 22015),
-        "client": ("127.0.0.1", 50000),
-    }
-    await EdgeGuard(stand_in, policy)(scope, receive, send)
-    return sent[0]["status"], json.loads(sent[1]["body"]) if sent[0]["status"] != 200 else None
-
-
 @pytest.mark.parametrize("name", [b"host", b"origin"])
 @pytest.mark.parametrize("evil_first", [True, False])
 async def test_two_hosts_or_two_origins_are_refused_whichever_comes_first(
@@ -204,5 +176,6 @@ async def test_two_hosts_or_two_origins_are_refused_whichever_comes_first(
     )
     pair = [(name, evil), (name, own)] if evil_first else [(name, own), (name, evil)]
     headers = [*pair] if name == b"host" else [(b"host", b"127.0.0.1:22015"), *pair]
-    status, body = await raw_call(LOOPBACK, headers)
-    assert status == 400 and body["messageID"] == "KNAQ20006-E", body
+    start, answer = await asgi_call(EdgeGuard(stand_in, LOOPBACK), "POST", "/_mock/reset", headers)
+    assert start["status"] == 400, answer
+    assert json.loads(answer["body"])["messageID"] == "KNAQ20006-E"

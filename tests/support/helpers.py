@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from starlette.types import ASGIApp
 
 SETTINGS_PATH = "/Analytics/v1/objects/EmailServerSettings"
 OBJECT_PATH = SETTINGS_PATH + "/mailServerSetting%230"
@@ -37,3 +42,35 @@ def sqlite_at_revision(path: Path, revision: str) -> str:
     finally:
         engine.dispose()
     return url
+
+
+async def asgi_call(
+    app: ASGIApp,
+    method: str,
+    path: str,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    query: bytes = b"",
+    body: bytes = b"",
+) -> list[MutableMapping[str, Any]]:
+    """The messages `app` sends for one request whose headers go as given (repeats included).
+
+    `path` is as sent, percent-encoded; the scope's `path` is it decoded.
+    """
+    sent: list[MutableMapping[str, Any]] = []
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop() if messages else {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "http", "path": unquote(path), "raw_path": path.encode(),
+        "query_string": query, "root_path": "", "headers": headers,
+        "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 22015),
+    }  # fmt: skip
+    await app(scope, receive, send)
+    return sent
