@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from analytics_mock import passwords
-from analytics_mock.passwords import hash_password, verify_password
+from analytics_mock.passwords import hash_password, is_password_hash, verify_password
 
 
 def test_a_password_is_hashed_once_per_process() -> None:
@@ -34,3 +34,14 @@ def test_a_wrong_password_is_never_remembered() -> None:
     for _ in range(2):
         assert not verify_password("memo-wrong", stored)
     assert not verify_password("memo-right", stored.replace("$pbkdf2", "$broken"))
+
+
+def test_a_hash_is_accepted_only_when_it_parses() -> None:
+    made = hash_password("well-formed")
+    assert is_password_hash(made)
+    assert is_password_hash("$5$salt$" + "a" * 43)
+    # The scheme's prefix alone is not enough: such a hash would lock its user out for good.
+    assert not is_password_hash(made[:-10])
+    assert not is_password_hash("$pbkdf2-sha256$29000$not-base64!$xyz")
+    assert not is_password_hash("$6$rounds=5000$salt$short")
+    assert not is_password_hash("plain words")

@@ -14,11 +14,15 @@ class ConfigFileError(ValueError):
     """A file cannot be read or does not validate; the text is one line and echoes no value."""
 
 
-def first_problem(exc: ValidationError) -> str:
-    """The first problem of a validation error, without the input (it may hold a secret)."""
+def first_problem(exc: ValidationError, *, where: str = "") -> str:
+    """The first problem of a validation error, without the input (it may hold a secret).
+
+    `where` names the validated document when it is part of a larger one.
+    """
     first = exc.errors(include_input=False, include_url=False)[0]
-    where = ".".join(str(part) for part in first["loc"]) or "top level"
-    return f"{where}: {first['msg']}"
+    location = ".".join(str(part) for part in first["loc"])
+    path = ".".join(part for part in (where, location) if part) or "top level"
+    return f"{path}: {first['msg']}"
 
 
 def load_config_file(path: Path, model: type[ModelT], error: type[ConfigFileError]) -> ModelT:

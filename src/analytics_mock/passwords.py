@@ -71,8 +71,16 @@ def hash_password(password: str) -> str:
 
 
 def is_password_hash(value: str) -> bool:
-    """Whether `value` is a hash in one of the accepted schemes."""
-    return _CONTEXT.identify(value) is not None
+    """Whether `value` is a well-formed hash in one of the accepted schemes."""
+    handler = _CONTEXT.identify(value, resolve=True)
+    if handler is None:
+        return False
+    try:
+        # A prefix alone identifies a scheme; a hash that does not parse would lock its user out.
+        handler.from_string(value)
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def verify_password(password: str, password_hash: str, *, memo: bool = True) -> bool:

@@ -165,6 +165,24 @@ async def test_bad_state_is_400_and_changes_nothing(
     assert (await client.get("/_mock/state")).json() == before
 
 
+@pytest.mark.parametrize(
+    "user",
+    [
+        {"name": "x", "passwordHash": "$pbkdf2-sha256$29000$not-a-real-hash-Secret-9f3e"},
+        {"name": "x", "password": "p-Secret-9f3e", "passwordHash": "h-Secret-9f3e"},
+    ],
+)
+async def test_a_refused_state_user_echoes_no_part_of_its_password(
+    client: httpx.AsyncClient, user: dict[str, str]
+) -> None:
+    state = {"settings": [{"instanceID": "a"}], "users": [user]}
+    response = await client.put("/_mock/state", json=state)
+    assert response.status_code == 400, response.text
+    message = response.json()["message"]
+    assert 'user "x"' in message
+    assert "Secret" not in response.text and "9f3e" not in response.text
+
+
 async def test_journal_records_calls_with_secrets_redacted(client: httpx.AsyncClient) -> None:
     encoded = base64.b64encode(SMTP_PASSWORD.encode()).decode()
     await client.put(

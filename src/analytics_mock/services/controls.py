@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from analytics_mock.config_files import first_problem
 from analytics_mock.crypto import SecretBox
 from analytics_mock.db.models import Base, FaultRow, MailFailureRow
 from analytics_mock.db.repositories import (
@@ -164,14 +166,18 @@ def export_state(session: Session) -> dict[str, Any]:
 
 
 def _user_spec(user: StateUser) -> UserSpec:
-    return UserSpec.model_validate(
-        {
-            "name": user.name,
-            "password": user.password,
-            "passwordHash": user.passwordHash,
-            "permissions": user.permissions,
-        }
-    )
+    """The account `user` describes, or a 400 that names the user and echoes no password."""
+    document = {
+        "name": user.name,
+        "password": user.password,
+        "passwordHash": user.passwordHash,
+        "permissions": user.permissions,
+    }
+    try:
+        return UserSpec.model_validate(document)
+    except ValidationError as exc:
+        problem = first_problem(exc, where=f'user "{user.name}"')
+        raise InvalidBody(f"The request body is invalid: {problem}.") from None
 
 
 def hash_plaintext_passwords(state: State) -> State:
