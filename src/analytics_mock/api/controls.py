@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from analytics_mock.api.dependencies import RuntimeDep, parse_json, require_json_content_type
+from analytics_mock.api.dependencies import RuntimeDep, read_json
 from analytics_mock.api.openapi import json_request_body
 from analytics_mock.api.responses import error_responses
 from analytics_mock.config_files import first_problem
@@ -92,8 +92,7 @@ def _parse(model: Any, document: object) -> Any:
 
 async def control_body(request: Request) -> object:
     """The JSON body of a control call (same rules as the emulated API: 415, then 400)."""
-    require_json_content_type(request)
-    return parse_json(await request.body())
+    return await read_json(request)
 
 
 ControlBody = Annotated[object, Depends(control_body)]
