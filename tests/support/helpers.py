@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import MutableMapping
+import contextlib
+import fcntl
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -74,3 +76,15 @@ async def asgi_call(
     }  # fmt: skip
     await app(scope, receive, send)
     return sent
+
+
+@contextlib.contextmanager
+def install_lock(folder: Path) -> Iterator[None]:
+    """Held while checking and installing into `folder`: one xdist worker installs, the rest wait.
+
+    Two npm installs in one folder see each other's half-written files.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

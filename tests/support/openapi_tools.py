@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.helpers import install_lock
+
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".cache" / "openapi-tools"
 PACKAGES = {
@@ -39,12 +41,17 @@ def node_tools() -> Path:
     if npm is None or shutil.which("node") is None:
         unavailable("node and npm are not installed")
     assert npm is not None
+    with install_lock(TOOLS):
+        _install(npm)
+    return TOOLS
+
+
+def _install(npm: str) -> None:
     manifest = TOOLS / "package.json"
     wanted = {"private": True, "dependencies": PACKAGES}
     installed = all((TOOLS / "node_modules" / name / "package.json").is_file() for name in PACKAGES)
     if installed and manifest.is_file() and json.loads(manifest.read_text()) == wanted:
-        return TOOLS
-    TOOLS.mkdir(parents=True, exist_ok=True)
+        return
     manifest.write_text(json.dumps(wanted, indent=2))
     try:
         subprocess.run(
@@ -58,7 +65,6 @@ def node_tools() -> Path:
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         output = getattr(exc, "stderr", "") or ""
         unavailable(f"npm install failed: {output[-2000:]}")
-    return TOOLS
 
 
 def run_tool(name: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 import pytest
 from playwright.sync_api import Dialog, sync_playwright
 
+from tests.support.helpers import install_lock
 from tests.support.servers import ServerProcess, running_server
 
 # Debian's Chromium; another Chromium-based browser with ANALYTICS_MOCK_TEST_CHROMIUM.
@@ -61,26 +62,30 @@ def axe_source() -> str:
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     target = cache / "analytics-mock-tests" / f"axe-core-{AXE_VERSION}"
     script = target / "node_modules" / "axe-core" / "axe.min.js"
-    if not script.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            unavailable("npm is not installed (apt-get install -y npm)")
-        target.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                npm,
-                "install",
-                "--prefix",
-                str(target),
-                "--no-audit",
-                "--no-fund",
-                f"axe-core@{AXE_VERSION}",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
+    with install_lock(target):
+        if not script.exists():
+            _install_axe(target)
     return script.read_text(encoding="utf-8")
+
+
+def _install_axe(target: Path) -> None:
+    npm = shutil.which("npm")
+    if npm is None:
+        unavailable("npm is not installed (apt-get install -y npm)")
+    subprocess.run(
+        [
+            npm,
+            "install",
+            "--prefix",
+            str(target),
+            "--no-audit",
+            "--no-fund",
+            f"axe-core@{AXE_VERSION}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
