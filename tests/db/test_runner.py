@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Connection, CursorResult, Table, event, func, insert, select, text, update
+from sqlalchemy import Connection, CursorResult, Table, event, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from analytics_mock.db.engine import Database, create_database_engine
 from analytics_mock.db.migrate import upgrade_to_head
 from analytics_mock.db.models import UserRow
-from analytics_mock.db.repositories import STATE_LOCK_KEY, lock_state
 from analytics_mock.db.runner import READ_CONNECTION, RIDER, FollowUp
 from analytics_mock.errors import ObjectNotFound, OutOfDescriptors
 from analytics_mock.settings import Settings
@@ -337,47 +336,61 @@ async def test_a_connection_that_cannot_be_made_marks_the_database_unavailable(
     assert db.available is True
 
 
-async def test_a_blocking_write_and_a_batch_of_the_writer_never_deadlock(db: Database) -> None:
+@pytest.mark.parametrize("first_way", ["batch", "session"])
+async def test_the_writers_of_two_processes_never_deadlock(
+    db: Database, database_url: str, first_way: str
+) -> None:
+    # "session": the first writer is a blocking one, as a reset or the command line writes.
     if db.dialect != "postgresql":
         pytest.skip("SQLite takes one writing transaction at a time in any case")
-    await db.write(add_user("shared"))
-    locked = threading.Event()
+    # Two Databases on one database are two processes of `serve --workers 2`.
+    other = Database(create_database_engine(Settings(database_url=database_url)))
+    await db.write(add_user("one"))
+    await db.write(add_user("two"))
+    first_has_one = threading.Event()
 
-    def a_batch_waits_for_the_state_lock(within: float) -> bool:
-        deadline = time.monotonic() + within
+    def touch(connection: Connection, name: str) -> None:
+        connection.execute(update(USERS).where(USERS.c.name == name).values(failed_logins=1))
+
+    def someone_waits_for(pid: int) -> bool:
+        deadline = time.monotonic() + 10
         with db.engine.connect() as watcher:
             while time.monotonic() < deadline:
-                waiting = (
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                blocked = (
+                    "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
                 )
-                if watcher.execute(text(waiting)).scalar():
+                if watcher.execute(text(blocked), {"pid": pid}).scalar():
                     return True
                 watcher.rollback()
         return False
 
-    def reset_like() -> None:
-        # As `Runtime.reset` does: the state lock first, then rows a batch may hold.
+    def first(connection: Connection) -> None:
+        touch(connection, "one")
+        first_has_one.set()
+        # Where the processes' writers did not take turns, the second one now holds "two" and
+        # waits for "one": taking "two" here closes the cycle, and PostgreSQL fails one of them.
+        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        assert someone_waits_for(pid)
+        touch(connection, "two")
+
+    def second(connection: Connection) -> None:
+        touch(connection, "two")
+        touch(connection, "one")
+
+    def blocking() -> None:
         with db.session(write=True) as session:
-            lock_state(session)
-            locked.set()
-            # Where each process's writing transactions did not take turns, the batch below
-            # now held the user's row and waited for the state lock: a deadlock.
-            a_batch_waits_for_the_state_lock(within=3)
-            session.execute(update(USERS).where(USERS.c.name == "shared").values(failed_logins=7))
+            first(session.connection())
 
-    def touch(connection: Connection) -> None:
-        connection.execute(update(USERS).where(USERS.c.name == "shared").values(failed_logins=1))
-
-    def take_state_lock(connection: Connection) -> None:
-        connection.execute(select(func.pg_advisory_xact_lock(STATE_LOCK_KEY)))
-
-    blocking = asyncio.ensure_future(asyncio.to_thread(reset_like))
-    assert await asyncio.to_thread(locked.wait, 10)
-    # Submitted in one turn of the loop: one batch, the row first, then the state lock.
-    touched, took, reset = await asyncio.gather(
-        db.write(touch), db.write(take_state_lock), blocking, return_exceptions=True
-    )
-    assert (touched, took, reset) == (None, None, None)
+    try:
+        if first_way == "batch":
+            written = asyncio.ensure_future(db.write(first))
+        else:
+            written = asyncio.ensure_future(asyncio.to_thread(blocking))
+        assert await asyncio.to_thread(first_has_one.wait, 10)
+        results = await asyncio.gather(written, other.write(second), return_exceptions=True)
+    finally:
+        other.dispose()
+    assert list(results) == [None, None]
 
 
 async def test_a_unit_that_hides_a_failed_statement_is_not_acknowledged(db: Database) -> None:

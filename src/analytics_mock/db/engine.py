@@ -32,6 +32,8 @@ logger = logging.getLogger("analytics_mock.db")
 T = TypeVar("T")
 # Seconds a unit of database work may take on PostgreSQL before its connection is cut.
 DEFAULT_TIMEOUT = 10.0
+# Key of the PostgreSQL advisory lock that every writing transaction holds ("am_write").
+WRITERS_LOCK_KEY = 0x616D5F7772697465
 
 
 def _switch_to_wal(cursor: Any, timeout: float) -> None:
@@ -209,7 +211,7 @@ def _sqlite_engine(url: URL, settings: Settings) -> Engine:
         # when another connection wrote in between; IMMEDIATE takes the write lock up front
         # and waits for it under busy_timeout instead.
         # On the driver's cursor: through SQLAlchemy the statement cost 35 us of a batch's 40.
-        write = connection.get_execution_options().get("sqlite_write", False)
+        write = connection.get_execution_options().get("write", False)
         run_sql(connection, "BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
@@ -234,9 +236,20 @@ def create_database_engine(settings: Settings) -> Engine:
         "tcp_user_timeout": 10_000,
     }
     # No pool_pre_ping: `Database` pings at checkout itself, under a deadline.
-    return create_engine(
+    engine = create_engine(
         url, hide_parameters=True, pool_size=8, pool_timeout=10, connect_args=timeouts
     )
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        # The writing transactions of every process take turns, as SQLite's do: two processes'
+        # batches (or a reset and a batch) would otherwise lock rows in opposite orders, and
+        # PostgreSQL would end one with a deadlock error. Its readers take no lock.
+        write = connection.get_execution_options().get("write", False)
+        if write and not connection.info.get(READ_CONNECTION):
+            run_sql(connection, f"SELECT pg_advisory_xact_lock({WRITERS_LOCK_KEY:d})")
+
+    return engine
 
 
 class Database:
@@ -253,7 +266,7 @@ class Database:
         self.engine = engine
         self.dialect = engine.dialect.name
         self.timeout = timeout
-        self._write_engine = engine.execution_options(sqlite_write=True)
+        self._write_engine = engine.execution_options(write=True)
         sqlite = self.dialect == "sqlite"
         path = engine.url.database
         on_disk = sqlite and path and path != ":memory:"
@@ -265,8 +278,8 @@ class Database:
         # One writing transaction at a time in this process. On SQLite, threads queue here and
         # are woken the moment the lock is free, instead of polling in SQLite's busy handler,
         # whose back-off sleeps up to 100 ms; other processes still wait under busy_timeout.
-        # On PostgreSQL, a blocking write (`session`: a reset) and the writer's batch would
-        # otherwise take the state lock and row locks in opposite orders: a deadlock.
+        # On PostgreSQL, processes take turns on an advisory lock (`create_database_engine`);
+        # within one, threads queue here rather than each holding a pooled connection.
         self._write_lock = threading.Lock()
         self._wal_bound = WalBound(self.file.path) if self.file is not None else None
         # A local file needs no deadline; a network database does (see watchdog.py).

@@ -69,7 +69,7 @@ def upgrade_to_head(engine: Engine) -> None:
         with engine.connect() as connection:
             if is_at_head(connection):
                 return
-        with engine.execution_options(sqlite_write=True).begin() as connection:
+        with engine.execution_options(write=True).begin() as connection:
             # Taken before the revision is read again, so a second process waits here and
             # then finds the schema at head.
             lock_for_migration(connection)

@@ -78,19 +78,6 @@ def clear_tables(session: Executor, tables: Sequence[Table]) -> dict[str, int]:
     return deleted
 
 
-# Key of the PostgreSQL advisory lock that orders whole-state replacements (reset, import).
-STATE_LOCK_KEY = 0x616D5F7374617465  # "am_state"
-
-
-def lock_state(session: Session) -> None:
-    """Queue behind any other whole-state replacement until this transaction ends (PostgreSQL).
-
-    SQLite has one writer at a time already; taking it again in the same transaction is free.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(STATE_LOCK_KEY)))
-
-
 def _dialect(executor: Executor) -> Dialect:
     return executor.get_bind().dialect if isinstance(executor, Session) else executor.dialect
 
@@ -276,12 +263,11 @@ class EmailSettingsRepository:
         """Make `rows` the only objects, in their order; an object that stays is updated in place.
 
         In place, because on PostgreSQL another process's call that waits for the object's row
-        lock must find it afterwards (a deleted and re-inserted row is a 404 to it). There,
-        replacements also queue on one advisory lock, so that two of them from different
-        processes never both insert the same instanceID (a unique violation).
+        lock must find it afterwards (a deleted and re-inserted row is a 404 to it). Two
+        replacements never run at once (the writers' lock, db/engine.py), so two processes never
+        both insert the same instanceID (a unique violation).
         """
         session = _orm(self.session)
-        lock_state(session)
         wanted = [
             {column.key: getattr(row, column.key) for column in _SETTINGS.columns} for row in rows
         ]

@@ -84,7 +84,7 @@ class UnitRunner:
         precheck: Callable[[], None] | None = None,
     ) -> None:
         # On SQLite the runner's transactions begin IMMEDIATE: a batch may hold writes.
-        self._engine = engine.execution_options(sqlite_write=True)
+        self._engine = engine.execution_options(write=True)
         # Held around each transaction: a lock, a deadline (whose guard tells if it fired).
         self._hold = hold
         # Raises when the batch must not run (the SQLite file was replaced): it fails whole.

@@ -38,7 +38,7 @@ def run_migrations_online() -> None:
         fileConfig(context.config.config_file_name, disable_existing_loggers=False)
     engine = create_database_engine(get_settings())
     try:
-        with engine.execution_options(sqlite_write=True).begin() as conn:
+        with engine.execution_options(write=True).begin() as conn:
             _run(conn)
     finally:
         engine.dispose()

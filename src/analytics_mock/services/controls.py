@@ -31,7 +31,6 @@ from analytics_mock.db.repositories import (
     TestMailRepository,
     UserRepository,
     clear_tables,
-    lock_state,
 )
 from analytics_mock.errors import InvalidBody
 from analytics_mock.formats import vendor_time
@@ -92,8 +91,8 @@ def reset(
     Every table of the models is emptied but the reseeded ones, which are written again only
     when they differ from what the last reset left (`memo`, kept by the caller).
     """
-    # First, so that concurrent resets and imports run one after the other, whole.
-    lock_state(session)
+    # Concurrent resets and imports run one after the other, whole: on SQLite there is one
+    # writer, on PostgreSQL every writing transaction holds the writers' lock (db/engine.py).
     deleted = clear_tables(
         session, [t for t in Base.metadata.sorted_tables if t.name not in RESEEDED_TABLES]
     )
