@@ -179,6 +179,20 @@ class OutOfDescriptors(DomainError):
         )
 
 
+class StorageFull(DomainError):
+    """The database's disk is full: the change was not stored [pick].
+
+    Not an unexpected failure (500): the client can tell it apart, and it lasts until the
+    operator frees space, as `/readyz` reports.
+    """
+
+    status = 503
+    message_id = "KNAQ25302-E"
+
+    def __init__(self) -> None:
+        super().__init__("The server cannot store the change: the database's disk is full.")
+
+
 class InternalError(DomainError):
     """An unexpected failure; details go to the log, never to the client."""
 

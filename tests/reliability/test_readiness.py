@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from analytics_mock.db import engine as engine_module
 from analytics_mock.db.prepared import run_sql
-from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
+from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH, basic
 from tests.support.servers import ServerProcess, running_server, workers_of
 
 pytestmark = pytest.mark.anyio
@@ -56,13 +56,16 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def fill(disk: Path) -> Path:
     """Take every free byte of `disk`; the file that took them."""
     filler = disk / "filler"
-    with filler.open("wb") as out:
-        try:
-            while True:
-                out.write(b"\0" * 65536)
-                out.flush()
-        except OSError:
-            pass
+    out = filler.open("wb")
+    try:
+        while True:
+            out.write(b"\0" * 65536)
+            out.flush()
+    except OSError:
+        pass
+    # What the last flush could not write is dropped: closing would try it once more.
+    with contextlib.suppress(OSError):
+        out.close()
     return filler
 
 
@@ -71,15 +74,23 @@ async def test_a_full_disk_fails_writes_and_readiness_but_not_reads(
 ) -> None:
     async with make_client(database_url=sqlite_url(small_disk / "store.db")) as client:
         assert (await client.get("/readyz")).status_code == 200
-        # Signed in before: the session a first call makes is a write, which would fail.
+        state = (await client.get("/_mock/state")).json()
+        state["users"].append({"name": "late", "password": "late-pw", "permissions": ["Admin"]})
+        assert (await client.put("/_mock/state", json=state)).status_code == 200
+        # Signed in before (an import ends every session): the session a first call makes is a
+        # write, which would fail.
         assert (await client.get(SETTINGS_PATH, headers=GET_HEADERS)).status_code == 200
         filler = fill(small_disk)
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and ready.json() == {"status": "unavailable"}
         for _ in range(3):  # each read's journal entry is lost, never the read
-            assert (await client.get(SETTINGS_PATH, headers=GET_HEADERS)).status_code == 200
+            read = await client.get(SETTINGS_PATH, headers=GET_HEADERS)
+            assert read.status_code == 200, read.text
         put = await client.put(OBJECT_PATH, headers=PUT_HEADERS, json={"portNumber": 2525})
-        assert put.status_code >= 500 and put.json()["application"] == "Analytics"
+        late = await client.get(SETTINGS_PATH, headers={**basic("late", "late-pw")})
+        for refused in (put, late):  # the late user's first call must store its session
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["messageID"] == "KNAQ25302-E"
         filler.unlink()
         assert (await client.get("/readyz")).status_code == 200
         put = await client.put(OBJECT_PATH, headers=PUT_HEADERS, json={"portNumber": 2526})

@@ -16,11 +16,12 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.session import JoinTransactionMode
 
 from analytics_mock.db.extras import require_extra
+from analytics_mock.db.failures import reported
 from analytics_mock.db.prepared import run_sql
 from analytics_mock.db.runner import READ_CONNECTION, Unit, UnitRunner
 from analytics_mock.db.watchdog import Guard, Watchdog
@@ -335,17 +336,24 @@ class Database:
         """A blocking unit of work for start-up, the command line and tests (no event loop).
 
         Commits when the block ends, rolls back when it raises. Requests use `read`/`write`.
+        A database error is raised as the runner reports it (`failures.reported`).
         """
-        with ExitStack() as stack:
-            connection = stack.enter_context(
-                (self._write_engine if write else self.engine).connect()
-            )
-            stack.enter_context(self._held(connection, write=write))
-            session = stack.enter_context(
-                Session(bind=connection, expire_on_commit=False, autoflush=False)
-            )
-            stack.enter_context(session.begin())
-            yield session
+        try:
+            with ExitStack() as stack:
+                connection = stack.enter_context(
+                    (self._write_engine if write else self.engine).connect()
+                )
+                stack.enter_context(self._held(connection, write=write))
+                session = stack.enter_context(
+                    Session(bind=connection, expire_on_commit=False, autoflush=False)
+                )
+                stack.enter_context(session.begin())
+                yield session
+        except DBAPIError as exc:
+            error = reported(exc)
+            if error is exc:
+                raise
+            raise error from exc
 
     @contextmanager
     def _held(self, connection: Connection, *, write: bool) -> Iterator[Guard | None]:

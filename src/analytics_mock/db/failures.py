@@ -9,9 +9,11 @@ import sqlite3
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from analytics_mock.errors import OutOfDescriptors
+from analytics_mock.errors import OutOfDescriptors, StorageFull
 
 _NO_DESCRIPTOR = (errno.EMFILE, errno.ENFILE)
+# PostgreSQL's SQLSTATE disk_full.
+_PG_DISK_FULL = "53100"
 # libpq's PQTRANS_INERROR, as psycopg reports a connection's transaction status.
 _PQTRANS_INERROR = 3
 
@@ -32,6 +34,15 @@ def busy(exc: BaseException) -> bool:
         and code is not None
         and (code & 0xFF == sqlite3.SQLITE_BUSY)
     )
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether the database could not write for want of disk space (SQLite's or PostgreSQL's)."""
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, sqlite3.Error):
+        code = getattr(orig, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF == sqlite3.SQLITE_FULL
+    return getattr(orig, "sqlstate", None) == _PG_DISK_FULL
 
 
 def lost(connection: Connection | None, exc: BaseException) -> bool:
@@ -59,5 +70,7 @@ def out_of_descriptors(exc: BaseException) -> bool:
 
 
 def reported(exc: BaseException) -> BaseException:
-    """The error the caller gets for `exc`: a flood's passing shortage is a 503 to retry."""
+    """The error the caller gets for `exc`: a flood's passing shortage or a full disk is a 503."""
+    if disk_full(exc):
+        return StorageFull()
     return OutOfDescriptors() if out_of_descriptors(exc) else exc
