@@ -335,26 +335,6 @@ def wrk_command(
 
 
 def run_wrk(
-    server: Server,
-    method: str,
-    connections: int,
-    duration: int,
-    scripts: dict[str, Path],
-    pin: Pinning,
-) -> WrkResult:
-    command = wrk_command(server, method, connections, duration, scripts, pin)
-    before = cpu_seconds(server.process.pid)
-    try:
-        done = subprocess.run(  # noqa: S603 - our own command line
-            command, capture_output=True, text=True, timeout=duration + 60, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"wrk against {server.name} did not finish") from None
-    cpu = cpu_seconds(server.process.pid) - before
-    return wrk_result(server, done.returncode, done.stdout, done.stderr, cpu)
-
-
-def run_wrk_together(
     servers: list[Server],
     method: str,
     connections: int,
@@ -362,7 +342,7 @@ def run_wrk_together(
     scripts: dict[str, Path],
     pin: Pinning,
 ) -> list[WrkResult]:
-    """The same load on every server at once: each sees the machine's speed of that moment."""
+    """The same load on every server of `servers` at once: each sees the machine's speed then."""
     before = [cpu_seconds(server.process.pid) for server in servers]
     processes = [
         subprocess.Popen(  # noqa: S603 - our own command line
@@ -378,7 +358,9 @@ def run_wrk_together(
     except subprocess.TimeoutExpired:
         for process in processes:
             process.kill()
-        raise BenchError("wrk under one load did not finish") from None
+        raise BenchError(
+            f"wrk against {', '.join(s.name for s in servers)} did not finish"
+        ) from None
     cpu = [cpu_seconds(s.process.pid) - b for s, b in zip(servers, before, strict=True)]
     return [
         wrk_result(server, process.returncode, out, err, used)
@@ -567,10 +549,10 @@ def measure_together(
             figure["keepalive_ms"] = keepalive_latency_ms(server.port)
         for server in servers:
             for method in ("PUT", "GET"):
-                run_wrk(server, method, CONNECTIONS[-1], args.warmup, scripts, pin)
+                run_wrk([server], method, CONNECTIONS[-1], args.warmup, scripts, pin)
         for method, connections in SCENARIOS:
             for server, figure in zip(servers, figures, strict=True):
-                result = run_wrk(server, method, connections, args.duration, scripts, pin)
+                [result] = run_wrk([server], method, connections, args.duration, scripts, pin)
                 figure[f"{method} c{connections}"] = result
                 print(
                     f"    {server.name:10} {method} c{connections:<3} {result.rps:8.0f} req/s "
@@ -581,9 +563,7 @@ def measure_together(
                 )
         if len(servers) > 1:
             for method, connections in SCENARIOS:
-                results = run_wrk_together(
-                    servers, method, connections, args.duration, scripts, pin
-                )
+                results = run_wrk(servers, method, connections, args.duration, scripts, pin)
                 for server, figure, result in zip(servers, figures, results, strict=True):
                     figure[f"{method} c{connections}{ONE_LOAD}"] = result
                     print(
