@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from analytics_mock.api.dependencies import RuntimeDep, read_json
+from analytics_mock.api.dependencies import RuntimeDep, header_of, read_json
 from analytics_mock.api.openapi import json_request_body
 from analytics_mock.api.responses import error_responses
 from analytics_mock.config_files import first_problem
@@ -56,7 +56,7 @@ async def require_control_token(request: Request, runtime: RuntimeDep) -> None:
     expected = runtime.settings.control_token
     if expected is None:
         return
-    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    scheme, _, token = (header_of(request.scope, b"authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         token.strip().encode(), expected.get_secret_value().encode()
     ):
