@@ -272,6 +272,10 @@ class VendorHttpToolsProtocol(HttpToolsProtocol):
             self._body_last = self.loop.time()
             if self._timer_for != "body":
                 self._arm(self.limits.body_idle_timeout, "body")
+        elif self.cycle is not None and self.cycle.response_complete:
+            # The rest of a body that came after its answer (the app did not read it): uvicorn
+            # stopped its keep-alive timer when these bytes came and arms it only at an answer.
+            self._arm(self._fuse(self.limits.idle_timeout), "idle")
         else:
             self._disarm()
         if not self._head_open:

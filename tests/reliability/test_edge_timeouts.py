@@ -276,3 +276,66 @@ def test_a_body_that_stops_gets_a_408_envelope(tmp_path: Path) -> None:
             assert stored["portNumber"] != 2599  # the late request changed nothing
     finally:
         server.stop()
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes; a timeout (never closed) raises."""
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return answer
+
+
+def chunked(size: int) -> bytes:
+    piece = b"x" * 65536
+    chunks = [b"%x\r\n" % len(piece) + piece + b"\r\n" for _ in range(size // len(piece))]
+    return b"".join(chunks) + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize("framing", ["chunked", "length"])
+def test_a_connection_answered_before_its_long_body_ended_is_still_closed_when_idle(
+    tmp_path: Path, framing: str
+) -> None:
+    # Answered (401) before it read the body, so most of the body came after the answer:
+    # such a connection then had no timer at all, and stayed open for good.
+    server = start(tmp_path, *TIMEOUTS)
+    try:
+        body = b"x" * 256 * 1024
+        if framing == "chunked":
+            request = head("PUT", OBJECT_PATH, b"Transfer-Encoding: chunked\r\n") + chunked(
+                len(body)
+            )
+        else:
+            request = head("PUT", OBJECT_PATH, b"Content-Length: %d\r\n" % len(body)) + body
+        request = request.replace(ADMIN["Authorization"].encode(), b"Basic eDp5")  # x:y
+        with socket.create_connection(("127.0.0.1", server.port), timeout=BOUND) as sock:
+            sock.sendall(request)
+            answer = read_until_closed(sock)
+        assert status_of(answer) == 401, answer[:300]
+    finally:
+        server.stop()
+
+
+def test_a_control_call_is_answered_only_once_its_body_arrived(tmp_path: Path) -> None:
+    # A reset takes no body, but a request that declares one is not done until it arrives:
+    # one that stalls is a 408 and changes nothing, one over the limit a 413.
+    server = start(tmp_path, *TIMEOUTS, "--max-body-size", "65536")
+    try:
+        with httpx.Client(base_url=server.url, timeout=BOUND) as http:
+            assert (
+                http.put(OBJECT_PATH, json={"portNumber": 2600}, headers=ADMIN).status_code == 200
+            )
+        stalled = head("POST", "/_mock/reset", b"Content-Length: 100\r\n") + b"{}"
+        too_large = head("POST", "/_mock/reset", b"Transfer-Encoding: chunked\r\n") + chunked(
+            2 * 65536
+        )
+        for request, status in ((stalled, 408), (too_large, 413)):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=BOUND) as sock:
+                sock.sendall(request)
+                answer = read_until_closed(sock)
+            assert status_of(answer) == status, answer[:300]
+        with httpx.Client(base_url=server.url, timeout=BOUND) as http:
+            stored = http.get(SETTINGS_PATH, headers=ADMIN).json()["data"][0]
+            assert stored["portNumber"] == 2600  # no reset happened
+    finally:
+        server.stop()

@@ -7,9 +7,9 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
-from starlette.requests import ClientDisconnect
 from starlette.types import Scope
 
+from analytics_mock.api.middleware import whole_body
 from analytics_mock.db.runner import RIDER
 from analytics_mock.errors import (
     InvalidBody,
@@ -142,19 +142,12 @@ async def read_json(request: Request) -> object:
 
 
 async def read_body(request: Request) -> bytes:
-    """The whole request body, read once from the ASGI messages.
+    """The whole request body, read from the ASGI messages.
 
-    Starlette's `Request.body` reads through an async generator and a `Headers` object, which
-    cost a PUT at 64 connections several per cent of its CPU (docs/performance.md).
+    Starlette's `Request.body` reads through an async generator, which cost a PUT at 64
+    connections several per cent of its CPU (docs/performance.md).
     """
-    chunks = []
-    while True:
-        message = await request.receive()
-        if message["type"] != "http.request":
-            raise ClientDisconnect()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    return await whole_body(request.receive)
 
 
 def parse_json(raw: bytes) -> object:

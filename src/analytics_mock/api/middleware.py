@@ -24,6 +24,35 @@ def declared_length(scope: Scope) -> int:
     return 0
 
 
+def declares_body(scope: Scope) -> bool:
+    """Whether the request says a body follows (a Content-Length above 0, or chunked)."""
+    return declared_length(scope) > 0 or any(
+        name == b"transfer-encoding" for name, _ in scope["headers"]
+    )
+
+
+async def whole_body(receive: Receive) -> bytes:
+    """The request body's chunks joined; `ClientDisconnect` when the client left first."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _read_ahead(receive: Receive) -> Receive:
+    """The whole body read now, and a receive that hands it over as one message."""
+    pending: list[Message] = [{"type": "http.request", "body": await whole_body(receive)}]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
+
+
 # The HTTP protocol (`http_protocol.py`) refuses a head past 16 KiB while it is still arriving;
 # one read whole is parsed. The same limit here gives it the same answer.
 MAX_HEAD_SIZE = 16 * 1024
@@ -92,7 +121,16 @@ class VendorHttpMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, self._limited(receive), send_with_headers)
+            receive = self._limited(receive)
+            if declares_body(scope):
+                # Read whole before the app answers: a call that takes no body (a reset) must
+                # not act on a request that has not ended, or that a 413 or a 408 refuses.
+                receive = await _read_ahead(receive)
+            await self.app(scope, receive, send_with_headers)
+        except BodyTooLarge as exc:
+            if started:
+                raise
+            await error_response(scope, exc)(scope, receive, send_with_headers)
         except ClientDisconnect:
             # Nobody is left to answer; a client closing mid-request is no server error.
             logger.info("client left before its request was read: %s", scope["method"])
