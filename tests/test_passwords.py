@@ -45,3 +45,5 @@ def test_a_hash_is_accepted_only_when_it_parses() -> None:
     assert not is_password_hash("$pbkdf2-sha256$29000$not-base64!$xyz")
     assert not is_password_hash("$6$rounds=5000$salt$short")
     assert not is_password_hash("plain words")
+    for digestless in ("$pbkdf2-sha256$29000$ZZTOPHASHabc$", "$pbkdf2-sha256$29000$$", "$6$$"):
+        assert not is_password_hash(digestless)

@@ -76,11 +76,12 @@ def is_password_hash(value: str) -> bool:
     if handler is None:
         return False
     try:
-        # A prefix alone identifies a scheme; a hash that does not parse would lock its user out.
-        handler.from_string(value)
+        # A prefix alone identifies a scheme; a hash that does not parse, or a configuration
+        # string without its digest, would lock its user out.
+        parsed = handler.from_string(value)
     except (ValueError, TypeError):
         return False
-    return True
+    return bool(parsed.checksum)
 
 
 def verify_password(password: str, password_hash: str, *, memo: bool = True) -> bool:

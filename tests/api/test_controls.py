@@ -183,6 +183,24 @@ async def test_a_refused_state_user_echoes_no_part_of_its_password(
     assert "Secret" not in response.text and "9f3e" not in response.text
 
 
+@pytest.mark.parametrize("raw", [b'{"x": "\\ud800"}', b'["\\udfff", {"a": 1}]'])
+async def test_a_body_with_a_lone_surrogate_escape_does_not_break_the_journal(
+    client: httpx.AsyncClient, raw: bytes
+) -> None:
+    # Valid JSON whose string no UTF-8 answer can hold; sent without credentials (a 401).
+    sent = await client.put(OBJECT_PATH, content=raw, headers={"Content-Type": "application/json"})
+    assert sent.status_code == 401
+    paired = b'{"hostname": "\\ud83d\\ude00.example.com"}'  # an escaped emoji parses as one
+    await client.put(
+        OBJECT_PATH, content=paired, headers={**ADMIN, "Content-Type": "application/json"}
+    )
+    response = await client.get("/_mock/requests")
+    assert response.status_code == 200, response.text
+    lone, emoji = sorted(response.json()["requests"], key=lambda entry: entry["id"])[-2:]
+    assert lone["json"] is None and "\\ud" in lone["body"]
+    assert emoji["json"] == {"hostname": "\U0001f600.example.com"}
+
+
 async def test_journal_records_calls_with_secrets_redacted(client: httpx.AsyncClient) -> None:
     encoded = base64.b64encode(SMTP_PASSWORD.encode()).decode()
     await client.put(

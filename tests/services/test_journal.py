@@ -50,7 +50,8 @@ def test_an_authorization_header_keeps_at_most_a_known_scheme(raw: bytes, value:
 @pytest.mark.parametrize(
     "name",
     [b"x-authorization", b"x-auth-token", b"x-api-key", b"api_key", b"x-client-secret",
-     b"x-password", b"cookie", b"set-cookie", b"x-session-id"],
+     b"x-password", b"cookie", b"set-cookie", b"x-session-id", b"x-hsso", b"x-sso",
+     b"x-jwt", b"x-key", b"x-sess", b"x-pass"],
 )  # fmt: skip
 def test_any_header_whose_name_suggests_a_credential_is_masked(name: bytes) -> None:
     shown = redact_headers([(name, b"c2VjcmV0"), (b"content-type", b"application/json")])
@@ -72,6 +73,12 @@ def test_any_header_whose_name_suggests_a_credential_is_masked(name: bytes) -> N
         ("password=c2Vj=cmV0:x&hostname=h", "password=***&hostname=h"),
         ("hostname=h&port=25", "hostname=h&port=25"),
         ("a=\"&password=c2VjcmV0&b='&token=dG9r", "a=\"&password=***&b='&token=***"),
+        ('{"password"\x01:"c2VjcmV0"}', '{"password"\x01:"***"}'),
+        ('{"password" \x7f : "c2VjcmV0"}', '{"password" \x7f : "***"}'),
+        ('{"password"\u200b:"c2VjcmV0"}', '{"password"\u200b:"***"}'),
+        ('{"password";"c2VjcmV0"}', '{"password";"***"}'),
+        ("pwd=c2VjcmV0&jwt=dG9r", "pwd=***&jwt=***"),
+        ('{"password"//note\n:"c2VjcmV0"}', '{"password"//note\n:"***"}'),
     ],
 )
 def test_text_is_masked_by_each_name_as_decoded(text: str, shown: str) -> None:

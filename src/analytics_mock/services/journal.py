@@ -18,12 +18,13 @@ from analytics_mock.formats import reject_json_constant, vendor_time
 REDACTED = "***"
 # A header whose name holds one of these carries a credential, whatever its value looks like.
 _SECRET_HEADER_NAME = re.compile(
-    r"auth|token|secret|passw|pwd|cookie|api[-_]?key|credential|session", re.IGNORECASE
+    r"auth|token|secret|pass|pwd|sso|jwt|cookie|key|credential|sess", re.IGNORECASE
 )
 # Schemes of `Authorization` a journal may show; any other first word may be the credential.
 _SHOWN_SCHEMES = {"basic", "bearer", "digest", "negotiate", "ntlm", "hoba", "mutual"}
 # A body member or query/form name that holds a secret, once decoded.
-_SECRET_NAME = re.compile(r"passw|secret|token|hsso|api[-_]?key", re.IGNORECASE)
+# Narrower than the headers' rule: a member such as `authenticationEnabled` must stay readable.
+_SECRET_NAME = re.compile(r"passw|pwd|secret|token|hsso|jwt|api[-_]?key", re.IGNORECASE)
 # Text that is not valid JSON (a refused body, a query string, a form) is read as tokens, in
 # one pass: a quoted string, a bare name, or one other character. A quote with no closing one
 # is a character of its own, so that it cannot hide the secrets after it; once one quote of a
@@ -34,7 +35,10 @@ _STRING = {
     "'": re.compile(r"'(?:[^'\\]|\\.)*(')?", re.DOTALL),
 }
 _BARE = re.compile(r"""[^\s"'&=:;,{}]+""")
-_SEPARATOR = re.compile(r"\s*[:=]\s*")
+# Between a name and its value: a colon, equals sign or semicolon, with whatever a sloppy or
+# hostile client puts around it (spaces, control and invisible characters, a // comment), but
+# no comma, ampersand, quote or word: those would take a value ("x": "password", "y") for a name.
+_SEPARATOR = re.compile(r"""(?:[^\w"'&,]|//[^\n]*)*?[:=;](?:[^\w"'&,]|//[^\n]*)*""")
 _VALUE = re.compile(r"""("(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?)|[^&\s,;}\]]*""", re.DOTALL)
 _ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.DOTALL)
 _SIMPLE_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
@@ -223,14 +227,23 @@ def _finite(text: str) -> float:
     return value
 
 
+# A JSON escape of a UTF-16 surrogate: paired (an emoji) or lone.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def _parsed(body: str | None) -> Any:
     # The stored body is already redacted: a JSON body was stored as the JSON of its redaction.
     if not body:
         return None
     try:
-        return json.loads(body, parse_float=_finite, parse_constant=reject_json_constant)
-    except (ValueError, RecursionError):
+        document = json.loads(body, parse_float=_finite, parse_constant=reject_json_constant)
+        if _SURROGATE_ESCAPE.search(body):
+            # A lone surrogate the client escaped ("\ud800") parses, but no UTF-8 answer can
+            # hold it: such a body is shown as its text only.
+            json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
         return None
+    return document
 
 
 def journal_body(row: JournalRow) -> dict[str, Any]:
