@@ -17,3 +17,14 @@ def vendor_time(epoch: float) -> str:
 def reject_json_constant(name: str) -> NoReturn:
     """For `json.loads(parse_constant=...)`: `NaN` and `Infinity` are Python's, not JSON."""
     raise ValueError(f"{name} is not JSON")
+
+
+def json_integer(text: str) -> int | float:
+    """For `json.loads(parse_int=...)`: an integer past Python's 4,300 digits is infinite.
+
+    It is valid JSON, and past every range, as `1e400` is; `int()` would refuse it.
+    """
+    try:
+        return int(text)
+    except ValueError:
+        return float("-inf") if text.startswith("-") else float("inf")

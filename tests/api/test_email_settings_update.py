@@ -193,6 +193,28 @@ async def test_unknown_member_is_named(client: httpx.AsyncClient, runtime: Runti
     assert stored(runtime) == before
 
 
+async def test_a_long_unknown_member_is_named_by_its_start(client: httpx.AsyncClient) -> None:
+    name = "x" * 500_000
+    response = await put(client, {name: 1})
+    assert response.status_code == 400
+    assert response.json()["messageID"] == "KNAQ20002-E"
+    assert f'"{"x" * 100}..."' in response.json()["message"]
+    assert len(response.content) < 1000
+
+
+async def test_an_integer_too_long_for_python_is_out_of_range_not_malformed(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    before = stored(runtime)
+    raw = b'{"portNumber": ' + b"9" * 5000 + b"}"
+    response = await client.put(
+        OBJECT_PATH, content=raw, headers={**ADMIN, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["messageID"] == "KNAQ20003-E", response.text
+    assert stored(runtime) == before
+
+
 async def test_auth_enabled_needs_a_user_id(client: httpx.AsyncClient, runtime: Runtime) -> None:
     before = stored(runtime)
     response = await put(client, {"authenticationEnabled": True})

@@ -19,7 +19,7 @@ from analytics_mock.errors import (
     UnknownMember,
     UnsupportedMediaType,
 )
-from analytics_mock.formats import reject_json_constant
+from analytics_mock.formats import json_integer, reject_json_constant
 from analytics_mock.runtime import Runtime
 from analytics_mock.services.auth import ADMIN, Principal
 
@@ -155,9 +155,14 @@ def parse_json(raw: bytes) -> object:
     if not raw.strip():
         raise MalformedBody("The request body is empty.")
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=reject_json_constant)
+        text = raw.decode("utf-8")
+        return json.loads(text, parse_constant=reject_json_constant, parse_int=json_integer)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise MalformedBody("The request body is not valid JSON.") from None
+
+
+# The longest member name an error message repeats.
+_SHOWN_MEMBER = 100
 
 
 def validate_body(model: type[ModelT], document: object, *, what: str) -> ModelT:
@@ -169,6 +174,8 @@ def validate_body(model: type[ModelT], document: object, *, what: str) -> ModelT
     except ValidationError as exc:
         first = exc.errors(include_input=False, include_url=False)[0]
         member = ".".join(str(part) for part in first["loc"])
+        if len(member) > _SHOWN_MEMBER:  # the client's own name, which may be a megabyte
+            member = member[:_SHOWN_MEMBER] + "..."
         if first["type"] == "extra_forbidden":
             raise UnknownMember(f'The member "{member}" is not a member of {what}.') from None
         if first["type"] == "member_invalid":
