@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import NoReturn
 
@@ -28,3 +29,10 @@ def json_integer(text: str) -> int | float:
         return int(text)
     except ValueError:
         return float("-inf") if text.startswith("-") else float("inf")
+
+
+# Control characters (Unicode's Cc: C0, DEL and C1) as the body of a regular expression's
+# character class, the same text for Python and for a JSON Schema `pattern`. No name, id or
+# account the server stores holds one.
+CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f"
+CONTROL_CHARACTER = re.compile(f"[{CONTROL_CHARACTERS}]")

@@ -84,6 +84,7 @@ POOLS: dict[str, list[Value]] = {
     "userId": [
         *accepted("mailer", "\u30e6\u30fc\u30b6\u30fc", "u" * 255, "\u00e9" * 127, "with space"),
         *refused("", "u" * 256, "\u00e9" * 128, "tab\there", "nl\n", "del\x7f", 5, True),
+        *refused("csi\u009bx", "nel\u0085", "\u0080"),  # C1 control characters
     ],
     "senderAddress": [
         *accepted("ops@example.com", "a.b+c@[127.0.0.1]", '"quoted local"@example.com', "x@y"),

@@ -16,7 +16,7 @@ from pydantic import (
 from pydantic.config import JsonDict
 from pydantic_core import PydanticCustomError
 
-from analytics_mock.formats import MAX_INT
+from analytics_mock.formats import CONTROL_CHARACTERS, MAX_INT
 from analytics_mock.mail import FailureKind
 from analytics_mock.schemas.seed import Permission, SeedSetting, UserName, check_unique
 
@@ -262,7 +262,7 @@ class Fault(BaseModel):
 def _state_user_schema(schema: JsonDict) -> None:
     properties = cast(dict[str, JsonDict], schema["properties"])
     # Python's `$` also matches before a final newline, which the server refuses.
-    properties["name"]["pattern"] = "^[^:\\s\\x00-\\x1f\\x7f]+(?![\\s\\S])"
+    properties["name"]["pattern"] = f"^[^:\\s{CONTROL_CHARACTERS}]+(?![\\s\\S])"
     properties["passwordHash"]["description"] = (
         "A pbkdf2_sha256, sha512_crypt or sha256_crypt hash, as GET /_mock/state exports it."
     )

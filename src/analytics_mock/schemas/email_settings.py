@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from analytics_mock.formats import CONTROL_CHARACTER, CONTROL_CHARACTERS
 from analytics_mock.validation import (
     HOST_PATTERN,
     MAIL_ADDRESS_PATTERN,
@@ -75,7 +76,7 @@ def _user_id(value: object) -> object:
             raise _invalid("must be valid Unicode text") from None
         if not 1 <= size <= 255:
             raise _invalid("must be 1 to 255 bytes long")
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        if CONTROL_CHARACTER.search(value):
             raise _invalid("must not contain control characters")
     return value
 
@@ -123,7 +124,7 @@ USER_ID_SCHEMA: dict[str, Any] = {
     "type": "string",
     "minLength": 1,
     "maxLength": 255,
-    "pattern": "^[^\\x00-\\x1f\\x7f]*(?![\\s\\S])",
+    "pattern": f"^[^{CONTROL_CHARACTERS}]*(?![\\s\\S])",
     "anyOf": [
         {"type": "string", "maxLength": 63},
         {"type": "string", "pattern": "^[\\x20-\\x7e]*(?![\\s\\S])"},

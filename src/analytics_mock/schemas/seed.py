@@ -8,6 +8,7 @@ from typing import Annotated, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.config import JsonDict
 
+from analytics_mock.formats import CONTROL_CHARACTERS
 from analytics_mock.schemas.email_settings import (
     PASSWORD_SCHEMA,
     USER_ID_SCHEMA,
@@ -22,11 +23,11 @@ from analytics_mock.validation import SMTP_PASSWORD_RULE, smtp_password
 
 Permission = Literal["Admin", "Modify", "StorageOps", "UserManagement"]
 UserName = Annotated[
-    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^:\s\x00-\x1f\x7f]+$")
+    str, StringConstraints(min_length=1, max_length=255, pattern=rf"^[^:\s{CONTROL_CHARACTERS}]+$")
 ]
 
 InstanceId = Annotated[
-    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
+    str, StringConstraints(min_length=1, max_length=255, pattern=rf"^[^{CONTROL_CHARACTERS}]+$")
 ]
 
 _NOT_NULL = ("hostname", "portNumber", "secureConnection", "authenticationEnabled", "senderAddress")
@@ -40,7 +41,7 @@ def _seed_setting_schema(schema: JsonDict) -> None:
         kept = [branch for branch in branches if branch != {"type": "null"}]
         properties[name].update(kept[0] if len(kept) == 1 else cast(JsonDict, {"anyOf": kept}))
     # Python's `$` also matches before a final newline, which the server refuses.
-    properties["instanceID"]["pattern"] = "^[^\\x00-\\x1f\\x7f]+(?![\\s\\S])"
+    properties["instanceID"]["pattern"] = f"^[^{CONTROL_CHARACTERS}]+(?![\\s\\S])"
     properties["password"] = {"anyOf": [PASSWORD_SCHEMA, {"type": "null"}], "default": None}
     properties["passwordEncrypted"]["description"] = (
         "The stored ciphertext that GET /_mock/state exports, readable with the same secret key."

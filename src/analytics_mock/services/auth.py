@@ -12,7 +12,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import re
 import secrets
 import threading
 from collections import OrderedDict
@@ -32,6 +31,7 @@ from analytics_mock.db.repositories import (
     UserRepository,
 )
 from analytics_mock.errors import AuthenticationFailed, PermissionDenied
+from analytics_mock.formats import CONTROL_CHARACTER
 from analytics_mock.passwords import burn_verification, verify_and_update
 
 T = TypeVar("T")
@@ -44,7 +44,6 @@ SYSTEM_USER = "system"
 # read into a write; expiry is therefore exact to within this many seconds.
 _TOUCH_INTERVAL = 1.0
 _CACHE_SIZE = 4096
-_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 # passlib refuses (ValueError) a password longer than this before hashing it. Such a password
 # is a wrong one like any other: same 401, and the time of one verification spent.
 MAX_PASSWORD_BYTES = 4096
@@ -264,7 +263,7 @@ class Authenticator:
         except UnicodeDecodeError:
             return Unusable()
         # No account name holds a control character (PostgreSQL refuses NUL in a query).
-        if not name or _CONTROL_CHARACTER.search(name):
+        if not name or CONTROL_CHARACTER.search(name):
             return Unusable(password)
         cache_key = hmac.digest(self._key, name_bytes + b"\0" + password_bytes, "sha256")
         return BasicCredentials(name, password, cache_key)
