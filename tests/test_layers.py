@@ -196,7 +196,7 @@ def test_requests_reach_the_database_through_the_two_verbs() -> None:
 
 def test_the_app_reads_headers_and_bodies_from_the_scope() -> None:
     # Starlette's `Headers` and `Request.body` cost a PUT several per cent of its CPU
-    # (docs/performance.md): `header_of` and `read_body` read the scope and messages instead.
+    # (docs/performance.md): `header_of` and `whole_body` read the scope and messages instead.
     uses = [
         f"{path.relative_to(PACKAGE)}:{node.lineno}"
         for path in sorted((PACKAGE / "api").rglob("*.py"))

@@ -14,7 +14,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from analytics_mock.api.dependencies import RuntimeDep, header_of, read_json
+from analytics_mock.api.dependencies import RuntimeDep, read_json
+from analytics_mock.api.middleware import header_of
 from analytics_mock.api.openapi import json_request_body
 from analytics_mock.api.responses import error_responses
 from analytics_mock.config_files import first_problem

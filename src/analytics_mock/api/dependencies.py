@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 from starlette.types import Scope
 
-from analytics_mock.api.middleware import whole_body
+from analytics_mock.api.middleware import header_of, whole_body
 from analytics_mock.db.runner import RIDER
 from analytics_mock.errors import (
     InvalidBody,
@@ -67,19 +67,6 @@ def runtime_of(request: Request) -> Runtime:
     return runtime
 
 
-def header_of(scope: Scope, name: bytes) -> str | None:
-    """The request's first header `name` (lower case), as `request.headers.get` gives it.
-
-    Read from the scope: building Starlette's `Headers` for one lookup costs more than the
-    lookup, on every call.
-    """
-    value: bytes
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
 def authorization_of(scope: Scope) -> str | None:
     """The request's one `Authorization` header; None when it has none or several."""
     headers = [value for name, value in scope["headers"] if name == b"authorization"]
@@ -135,19 +122,10 @@ AUTH_FACTS = "analytics_mock.auth_facts"
 async def read_json(request: Request) -> object:
     """The parsed JSON body; call it only once the caller is known to be allowed."""
     require_json_content_type(request)
-    raw = await read_body(request)
+    raw = await whole_body(request.receive)
     document = parse_json(raw)
     request.scope.setdefault("state", {})[PARSED_BODY] = (raw, document)
     return document
-
-
-async def read_body(request: Request) -> bytes:
-    """The whole request body, read from the ASGI messages.
-
-    Starlette's `Request.body` reads through an async generator, which cost a PUT at 64
-    connections several per cent of its CPU (docs/performance.md).
-    """
-    return await whole_body(request.receive)
 
 
 def parse_json(raw: bytes) -> object:
