@@ -24,7 +24,7 @@ import pytest
 from analytics_mock.db.repositories import ControlRepository, UserRepository
 from analytics_mock.passwords import verify_password
 from analytics_mock.testing import AnalyticsMock, isolated_settings
-from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
+from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH, read_until_closed
 from tests.support.reliability import (
     BACKEND_PARAMS,
     StartServer,
@@ -454,9 +454,7 @@ def test_pipelined_requests_with_large_bodies_are_not_taken_for_a_large_head(
         sock.sendall(requests[:-10])
         time.sleep(0.2)
         sock.sendall(requests[-10:])
-        answers = b""
-        while chunk := sock.recv(65536):
-            answers += chunk
+        answers = read_until_closed(sock)
     # A body does not end with a line break: the next status line follows it directly.
     assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answers) == [b"200", b"200", b"200"], answers[:500]
 

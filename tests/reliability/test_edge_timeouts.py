@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH
+from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH, read_until_closed
 from tests.support.servers import ServerProcess, start_server_process
 
 pytestmark = pytest.mark.live
@@ -262,9 +262,7 @@ def test_a_body_that_stops_gets_a_408_envelope(tmp_path: Path) -> None:
         )
         with socket.create_connection(("127.0.0.1", server.port), timeout=BOUND) as sock:
             sock.sendall(request + b'{"portNumber": 2599')
-            answer = b""
-            while chunk := sock.recv(65536):
-                answer += chunk
+            answer = read_until_closed(sock)
         assert status_of(answer) == 408, answer
         assert b'"messageID":"KNAQ20801-E"' in answer
         assert (
@@ -276,14 +274,6 @@ def test_a_body_that_stops_gets_a_408_envelope(tmp_path: Path) -> None:
             assert stored["portNumber"] != 2599  # the late request changed nothing
     finally:
         server.stop()
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    """Everything the server sends until it closes; a timeout (never closed) raises."""
-    answer = b""
-    while chunk := sock.recv(65536):
-        answer += chunk
-    return answer
 
 
 def chunked(size: int) -> bytes:

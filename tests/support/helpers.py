@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import socket
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -88,3 +89,11 @@ def install_lock(folder: Path) -> Iterator[None]:
     with (folder / ".install.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes; a timeout (never closed) raises."""
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return answer
