@@ -133,11 +133,11 @@ class VendorHttpMiddleware:
             await send(message)
 
         try:
-            receive = self._limited(receive)
             if declares_body(scope):
                 # Read whole before the app answers: a call that takes no body (a reset) must
-                # not act on a request that has not ended, or that a 413 or a 408 refuses.
-                receive = await _read_ahead(receive)
+                # not act on a request that has not ended, or that a 413 or a 408 refuses. A
+                # request that declares none has none (HTTP/1.1): nothing to count or read.
+                receive = await _read_ahead(self._limited(receive))
             await self.app(scope, receive, send_with_headers)
         except BodyTooLarge as exc:
             if started:
