@@ -140,6 +140,28 @@ async def test_a_failed_write_leaves_none_of_its_writes_and_fails_alone(db: Data
     assert "half" not in names(db)
 
 
+async def test_a_batch_with_a_failed_write_commits_every_other_write_and_entry_once(
+    db: Database,
+) -> None:
+    # PostgreSQL runs such a batch twice (see runner.py): nothing of the first run may stay.
+    def refuse(_connection: Connection) -> None:
+        raise ObjectNotFound("no such object")
+
+    commits = commits_of(db)
+    async with runner_threads_held(db):
+        calls = []
+        for name, unit in (("a", add_user("a")), ("r", refuse), ("b", add_user("b"))):
+            with riding(outcome(f"entry-{name}")):
+                calls.append(asyncio.ensure_future(db.write(unit)))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert len(commits) == 2  # the blocker's, and one for the three
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], ObjectNotFound)
+    # A write or an entry made twice would fail on its duplicate key, and the entries be lost.
+    assert {"a", "b", "entry-a", "entry-b", "entry-r-ObjectNotFound"} <= names(db)
+    assert db.journal_losses.count == 0
+
+
 @pytest.mark.parametrize("share", [None, "users"])
 async def test_a_read_cannot_write(db: Database, share: str | None) -> None:
     def sneaky(connection: Connection) -> int:

@@ -92,13 +92,17 @@ class Prepared:
 _DIRECT_DRIVERS = frozenset({"pysqlite", "psycopg"})
 
 
-def statement_runner(dbapi_connection: Any) -> Callable[[str], None]:
+# Runs one statement without parameters or results.
+Sql = Callable[[str], None]
+
+
+def statement_runner(dbapi_connection: Any) -> Sql:
     """Runs statements without parameters or results (savepoints) on a driver connection.
 
     psycopg's cursor spends about 25 us of Python on each; its libpq connection runs one in 9
     (`pgconn.exec_`, psycopg's documented low-level access), and fails as psycopg would.
     """
-    execute = cast(Callable[[str], None], dbapi_connection.cursor().execute)
+    execute = cast(Sql, dbapi_connection.cursor().execute)
     pgconn = getattr(dbapi_connection, "pgconn", None)
     if pgconn is None:
         return execute

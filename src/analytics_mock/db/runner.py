@@ -1,11 +1,13 @@
 """Runs database work off the event loop: `read` and `write` return once their work committed.
 
-One thread with one connection runs each queued write in a raw savepoint (a unit that fails
-leaves nothing) of one transaction, committed once: calls share its fsync and never wait on each
-other's row locks. PostgreSQL's commit ends the savepoints (a RELEASE is a round trip); SQLite's
-are released (each left open would journal pages again). SQLite's reads join the batches under
-`PRAGMA query_only`; PostgreSQL's run beside them, READ ONLY in autocommit. A write made while
-`RIDER` is set carries the call's journal entry, as does a read that answers the call (SQLite).
+One thread with one connection runs the queued writes in one transaction, committed once: calls
+share its fsync and never wait on each other's row locks. A unit that fails leaves nothing. On
+SQLite each write runs in a raw savepoint, released at once (one left open journals pages
+again); on PostgreSQL, where a savepoint is a round trip, a batch runs without them and, if a
+unit fails, is rolled back and runs again with one per write, ended by the commit. SQLite's
+reads join the batches under `PRAGMA query_only`; PostgreSQL's run beside them, READ ONLY in
+autocommit. A write made while `RIDER` is set carries the call's journal entry, as does a read
+that answers the call (SQLite).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine
 
 from analytics_mock.db.failures import aborted, busy, lost, reported
-from analytics_mock.db.prepared import statement_runner
+from analytics_mock.db.prepared import Sql, statement_runner
 from analytics_mock.db.watchdog import Guard
 from analytics_mock.logs import Throttled
 
@@ -89,6 +91,7 @@ class UnitRunner:
         self._hold = hold
         # Raises when the batch must not run (the SQLite file was replaced): it fails whole.
         self._precheck = precheck
+        self._savepoints_first = engine.dialect.name == "sqlite"
         # Queues by role: True for the reading threads, False for the writer (all on SQLite).
         self._wanted = {False: 1, True: readers}
         self._queues: dict[bool, deque[_Item]] = {False: deque(), True: deque()}
@@ -104,27 +107,17 @@ class UnitRunner:
         self._kicks: set[asyncio.AbstractEventLoop] = set()
 
     async def read(self, unit: Unit[T], *, share: Hashable = None, answers: bool = False) -> T:
-        """Run a read-only `unit` (a write fails); `share`: join an unstarted read of that key.
-
-        `answers`: the call answers with this read's outcome, so the `RIDER`'s follow-up may
-        ride in its transaction (only where reads join the writer's batches).
-        """
+        """As `Database.read`; the `RIDER`'s follow-up rides only where reads join the batches."""
         rides = answers and not self._wanted[True]
-        result: T = await self._run(unit, read=True, share=share, rides=rides)
-        return result
+        return await self._run(unit, read=True, share=share, rides=rides)
 
     async def write(self, unit: Unit[T]) -> T:
-        """Run `unit` in a transaction; a unit that raises leaves none of its writes.
+        """As `Database.write`; the `RIDER`'s follow-up fails alone, logged."""
+        return await self._run(unit, read=False, share=None, rides=True)
 
-        The `RIDER`'s follow-up, if any, is written in the same transaction (its failure is
-        logged, not the unit's).
-        """
-        result: T = await self._run(unit, read=False, share=None, rides=True)
-        return result
-
-    async def _run(self, unit: Unit[Any], *, read: bool, share: Hashable, rides: bool) -> Any:
+    async def _run(self, unit: Unit[T], *, read: bool, share: Hashable, rides: bool) -> T:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+        future: asyncio.Future[T] = loop.create_future()
         ride = RIDER.get() if rides else None
         follow = ride() if ride else None
         with self._lock:
@@ -177,10 +170,8 @@ class UnitRunner:
     def _take(self, role: bool) -> list[_Item]:
         queue, items = self._queues[role], list[_Item]()
         while queue and len(items) < (1 if role else _MAX_BATCH):
-            item = queue.popleft()
-            if item.key is not None:
-                del self._shared[(item.key, item.loop)]
-            items.append(item)
+            items.append(item := queue.popleft())
+            self._shared.pop((item.key, item.loop), None)  # a shared read is joined no more
         return items
 
     def _work(self, role: bool) -> None:
@@ -219,7 +210,8 @@ class UnitRunner:
         self, connection: Connection | None, items: list[_Item], role: bool
     ) -> Connection | None:
         """Run one batch, retrying once on a fresh connection if a stale one failed early."""
-        for attempt in (1, 2):
+        savepoints, retried = self._savepoints_first or role, False  # a read never runs again
+        while True:
             committing = False
             guard: Guard | None = None
             try:
@@ -231,7 +223,7 @@ class UnitRunner:
                     if role:
                         items[0].result, items[0].error = items[0].unit(connection), None
                     else:
-                        self._batch(connection, items)
+                        self._batch(connection, items, savepoints=savepoints)
                     committing = True
                 self.available = True
                 return connection
@@ -243,16 +235,19 @@ class UnitRunner:
                 # Before the commit nothing took effect, so the batch can run again as it was;
                 # not after a deadline, which is spent.
                 overran = guard is not None and guard.fired
+                if not (savepoints or committing or overran or connection is None):
+                    savepoints = True  # a unit failed where it had no savepoint: see the module
+                    continue
                 # No connection to be had, or a SQLite lock held past the busy timeout: the
                 # call's journal entry would wait once more, so it answers within one timeout.
                 if stale or overran or connection is None or busy(exc):
                     self.available = False
-                if stale and attempt == 1 and not committing and not overran:
+                if stale and not retried and not committing and not overran:
                     logger.info("database connection lost; retrying the batch on a new one")
+                    retried = True
                     continue
                 self._fail(items, reported(exc), committed_units=committing)
                 return connection
-        return connection
 
     def _fail(self, items: list[_Item], exc: BaseException, *, committed_units: bool) -> None:
         """The batch's transaction failed with `exc`; `committed_units`: only its commit did."""
@@ -264,37 +259,42 @@ class UnitRunner:
         if dropped := sum(len(item.follows) for item in items):
             self.follow_ups_lost(dropped)
 
-    def _batch(self, connection: Connection, items: list[_Item]) -> None:
-        """Every item in the open transaction: writes in savepoints, reads query-only."""
+    def _batch(self, connection: Connection, items: list[_Item], *, savepoints: bool) -> None:
+        """Every item in the open transaction, reads query-only: see the module for writes."""
         dbapi_connection: Any = connection.connection.dbapi_connection
         sql = statement_runner(dbapi_connection)
         # SQLite counts the rows changed on a connection; a read is clean while it has not moved.
         changes = getattr(dbapi_connection, "total_changes", None)
-        groups: dict[Group, list[Any]] = {}
         for item in items:
             item.result, item.error = None, None
             item.clean = changes is not None and dbapi_connection.total_changes == changes
-            sql("PRAGMA query_only=1" if item.read else "SAVEPOINT unit")
+            if item.read or savepoints:
+                sql("PRAGMA query_only=1" if item.read else "SAVEPOINT unit")
             try:
                 item.result = item.unit(connection)
                 if aborted(connection):  # PostgreSQL: a failed statement the unit caught
                     raise RuntimeError("the database aborted a statement of the unit")
             except Exception as exc:
-                if lost(connection, exc):
-                    raise
+                if lost(connection, exc) or not (item.read or savepoints):
+                    raise  # a lost connection fails the batch; a failed unit, see the module
                 item.result, item.error = None, reported(exc)
                 if not item.read:
                     sql("ROLLBACK TO unit")
             if item.read or changes is not None:  # only SQLite counts changes: see the module
                 sql("PRAGMA query_only=0" if item.read else "RELEASE unit")
-            for group, make in item.follows:  # made from the unit's outcome
+        self._follow(connection, sql, items)
+
+    def _follow(self, connection: Connection, sql: Sql, items: list[_Item]) -> None:
+        """Write the items' follow-ups, made from their outcomes; a group fails alone."""
+        groups: dict[Group, list[Any]] = {}
+        for item in items:
+            for group, make in item.follows:
                 try:
                     groups.setdefault(group, []).append(make(item.error))
                 except Exception:
                     logger.exception("a follow-up write could not be made")
         for group, values in groups.items():
-            # Its failure undoes only its own writes: the units' stand.
-            sql("SAVEPOINT follow")
+            sql("SAVEPOINT follow")  # its failure undoes only its own writes: the units' stand
             try:
                 group(connection, values)
             except Exception as exc:
