@@ -79,6 +79,11 @@ def test_any_header_whose_name_suggests_a_credential_is_masked(name: bytes) -> N
         ('{"password";"c2VjcmV0"}', '{"password";"***"}'),
         ("pwd=c2VjcmV0&jwt=dG9r", "pwd=***&jwt=***"),
         ('{"password"//note\n:"c2VjcmV0"}', '{"password"//note\n:"***"}'),
+        ('{"password" , "c2VjcmV0"}', '{"password" , "***"}'),
+        ("{'password',c2VjcmV0}", "{'password',***}"),
+        ('{"x": "password", "y": "h"', '{"x": "password", "y": "h"'),
+        ('{"x": "password" , "y" : "h"', '{"x": "password" , "y" : "h"'),
+        ("fields=password,hostname", "fields=password,hostname"),
     ],
 )
 def test_text_is_masked_by_each_name_as_decoded(text: str, shown: str) -> None:

@@ -39,6 +39,10 @@ _BARE = re.compile(r"""[^\s"'&=:;,{}]+""")
 # hostile client puts around it (spaces, control and invisible characters, a // comment), but
 # no comma, ampersand, quote or word: those would take a value ("x": "password", "y") for a name.
 _SEPARATOR = re.compile(r"""(?:[^\w"'&,]|//[^\n]*)*?[:=;](?:[^\w"'&,]|//[^\n]*)*""")
+# A comma typed for a JSON colon (`{"password" , "S"}`): after a quoted name, what follows is
+# masked unless it is a name itself (a list in a query, `a=password,b`, stays as it is).
+_COMMA = re.compile(r"\s*,\s*")
+_NAME_END = re.compile(r"\s*[:=]")
 _VALUE = re.compile(r"""("(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?)|[^&\s,;}\]]*""", re.DOTALL)
 _ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.DOTALL)
 _SIMPLE_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
@@ -170,12 +174,17 @@ def redact_text(text: str) -> str:
         token, named = _token(text, position, open_quotes)
         position += len(token)
         shown.append(token)
-        if not named or (separator := _SEPARATOR.match(text, position)) is None:
+        if not named:
             continue
-        if not _secret_name(token):
+        separator = _SEPARATOR.match(text, position)
+        if comma := separator is None and token[:1] in _STRING:
+            separator = _COMMA.match(text, position)
+        if separator is None or not _secret_name(token):
             continue
         value = _VALUE.match(text, separator.end())
         assert value is not None  # it may match nothing
+        if comma and _NAME_END.match(text, value.end()):
+            continue  # `"x": "password", "y": 1`: the comma ends a value, "y" is a name
         quote = (value.group(1) or "")[:1]
         shown.append(f"{separator.group()}{quote}{REDACTED}{quote}")
         position = value.end()
