@@ -157,10 +157,20 @@ class BodyTooLarge(DomainError):
 
 
 class UnsupportedMediaType(DomainError):
-    """A PUT or POST without `Content-Type: application/json`."""
+    """A PUT or POST without `Content-Type: application/json`, or with a content coding."""
 
     status = 415
     message_id = "KNAQ21501-E"
+
+
+class UnsupportedTransferCoding(DomainError):
+    """A body in a transfer coding other than chunked alone (RFC 9112's 501) [pick]."""
+
+    status = 501
+    message_id = "KNAQ25101-E"
+
+    def __init__(self) -> None:
+        super().__init__("The Transfer-Encoding of the request must be chunked alone.")
 
 
 class OutOfDescriptors(DomainError):

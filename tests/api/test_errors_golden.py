@@ -37,9 +37,9 @@ def assert_common_headers(response: httpx.Response) -> None:
 
 
 JSON = {"Content-Type": "application/json"}
-# The order of checks [pick]: 412, 413 (declared length), 404/405 routing, 406, then 401, 403,
-# 415 and 400; the first four are answered before authentication.
-PRE_AUTHENTICATION = {404, 405, 406, 412, 413}
+# The order of checks [pick]: 412, 413 (declared length), 501 (transfer coding), 404/405
+# routing, 406, then 401, 403, 415 and 400; those before 401 are answered before authentication.
+PRE_AUTHENTICATION = {404, 405, 406, 412, 413, 501}
 
 CASES: list[tuple[str, str, str, dict[str, str], bytes | None, int, dict[str, str]]] = [
     (
@@ -177,6 +177,28 @@ CASES: list[tuple[str, str, str, dict[str, str], bytes | None, int, dict[str, st
             OBJECT_PATH,
             "KNAQ21501-E",
             "The Content-Type of the request must be application/json.",
+        ),
+    ),
+    (
+        "content coding",
+        "PUT",
+        OBJECT_PATH,
+        {**ADMIN, **JSON, "Content-Encoding": "gzip"},
+        b"{}",
+        415,
+        envelope(OBJECT_PATH, "KNAQ21501-E", "The request body must not have a Content-Encoding."),
+    ),
+    (
+        "transfer coding",
+        "PUT",
+        OBJECT_PATH,
+        {**ADMIN, **JSON, "Transfer-Encoding": "gzip, chunked"},
+        b"{}",
+        501,
+        envelope(
+            OBJECT_PATH,
+            "KNAQ25101-E",
+            "The Transfer-Encoding of the request must be chunked alone.",
         ),
     ),
     (

@@ -478,6 +478,37 @@ def test_unparseable_request_is_the_vendor_400(live: ServerProcess, request_byte
     assert_still_serving(live)
 
 
+@pytest.mark.live
+@pytest.mark.parametrize(
+    ("coding", "message_id"),
+    [
+        (b"gzip, chunked", "KNAQ25101-E"),
+        (b"x-mine,chunked", "KNAQ25101-E"),
+        # Chunked twice is not valid HTTP (RFC 9112): the HTTP layer refuses it first.
+        (b"chunked, chunked", "KNAQ20006-E"),
+    ],
+)
+def test_a_body_in_a_transfer_coding_it_cannot_decode_is_refused_and_stores_nothing(
+    live: ServerProcess, coding: bytes, message_id: str
+) -> None:
+    body = b'{"portNumber": 2999}'
+    head = request_head(
+        "PUT",
+        OBJECT_PATH,
+        b"Content-Type: application/json",
+        b"Transfer-Encoding: " + coding,
+        b"Connection: close",
+    )
+    answer = exchange(live, head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+    assert status_of(answer) == (501 if message_id == "KNAQ25101-E" else 400), answer[:300]
+    body_seen = assert_vendor_envelope(answer, message_id)
+    assert body_seen["errorSource"] == OBJECT_PATH
+    with live.client() as http:
+        stored = http.get(SETTINGS_PATH, headers=ADMIN).json()["data"][0]
+    assert stored["portNumber"] != 2999
+    assert_still_serving(live)
+
+
 def assert_vendor_envelope(answer: bytes, *message_ids: str) -> dict[str, object]:
     """The answer is the vendor's envelope with one of `message_ids` and the vendor's headers."""
     head = answer.partition(b"\r\n\r\n")[0].lower()

@@ -106,10 +106,14 @@ async def require_admin(request: Request) -> Principal:
 
 
 def require_json_content_type(request: Request) -> None:
-    """415 unless the Content-Type header names application/json (parameters allowed)."""
+    """415 unless the Content-Type names application/json (parameters allowed), not encoded."""
     value = header_of(request.scope, b"content-type")
     if value is None or _media_type(value)[0] != "application/json":
         raise UnsupportedMediaType("The Content-Type of the request must be application/json.")
+    # A gzip body read as plain JSON would be a misleading 400 (RFC 9110 says 415).
+    coding = header_of(request.scope, b"content-encoding")
+    if coding is not None and coding.strip().lower() not in ("", "identity"):
+        raise UnsupportedMediaType("The request body must not have a Content-Encoding.")
 
 
 # Where `read_json` leaves the body it parsed, with its bytes, for the journal to redact.

@@ -8,7 +8,12 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from analytics_mock.api.errors import COMMON_RAW_HEADERS, error_response
-from analytics_mock.errors import BodyTooLarge, InternalError, RequestHeadTooLarge
+from analytics_mock.errors import (
+    BodyTooLarge,
+    InternalError,
+    RequestHeadTooLarge,
+    UnsupportedTransferCoding,
+)
 
 logger = logging.getLogger("analytics_mock.api")
 
@@ -37,6 +42,17 @@ def declared_length(scope: Scope) -> int:
 def declares_body(scope: Scope) -> bool:
     """Whether the request says a body follows (a Content-Length above 0, or chunked)."""
     return declared_length(scope) > 0 or header_of(scope, b"transfer-encoding") is not None
+
+
+def chunked_alone(scope: Scope) -> bool:
+    """Whether every Transfer-Encoding the request names is `chunked`, once (or none is named)."""
+    codings = [
+        coding.strip().lower()
+        for name, value in scope["headers"]
+        if name == b"transfer-encoding"
+        for coding in value.decode("latin-1").split(",")
+    ]
+    return codings in ([], ["chunked"])
 
 
 async def whole_body(receive: Receive) -> bytes:
@@ -116,6 +132,10 @@ class VendorHttpMiddleware:
         if declared_length(scope) > self.max_body_size:
             await error_response(scope, self._too_large())(scope, receive, send)
             return
+        body = declares_body(scope)
+        if body and not chunked_alone(scope):  # a body this server cannot decode
+            await error_response(scope, UnsupportedTransferCoding())(scope, receive, send)
+            return
         started = False
 
         # One wrapper on the hot path: it marks the start and adds the vendor's headers.
@@ -133,7 +153,7 @@ class VendorHttpMiddleware:
             await send(message)
 
         try:
-            if declares_body(scope):
+            if body:
                 # Read whole before the app answers: a call that takes no body (a reset) must
                 # not act on a request that has not ended, or that a 413 or a 408 refuses. A
                 # request that declares none has none (HTTP/1.1): nothing to count or read.
