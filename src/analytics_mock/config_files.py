@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -14,14 +15,24 @@ class ConfigFileError(ValueError):
     """A file cannot be read or does not validate; the text is one line and echoes no value."""
 
 
+# The longest location an error message repeats: a member's name is the client's own, and may
+# be a megabyte long.
+_SHOWN_LOCATION = 100
+
+
+def error_location(error: ErrorDetails) -> str:
+    """Where a validation error points, as dotted names, shortened past `_SHOWN_LOCATION`."""
+    location = ".".join(str(part) for part in error["loc"])
+    return location if len(location) <= _SHOWN_LOCATION else location[:_SHOWN_LOCATION] + "..."
+
+
 def first_problem(exc: ValidationError, *, where: str = "") -> str:
     """The first problem of a validation error, without the input (it may hold a secret).
 
     `where` names the validated document when it is part of a larger one.
     """
     first = exc.errors(include_input=False, include_url=False)[0]
-    location = ".".join(str(part) for part in first["loc"])
-    path = ".".join(part for part in (where, location) if part) or "top level"
+    path = ".".join(part for part in (where, error_location(first)) if part) or "top level"
     return f"{path}: {first['msg']}"
 
 

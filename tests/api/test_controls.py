@@ -439,6 +439,16 @@ async def test_bad_fault_is_400(client: httpx.AsyncClient, rule: dict[str, Any])
     assert (await client.get("/_mock/faults")).json() == {"faults": []}
 
 
+async def test_a_huge_unknown_member_name_is_shortened_in_the_400(
+    client: httpx.AsyncClient,
+) -> None:
+    name = "n" * 500_000
+    response = await client.post("/_mock/faults", json={"path": "/x", "status": 500, name: 1})
+    assert response.status_code == 400
+    message = response.json()["message"]
+    assert "n" * 100 + "..." in message and len(message) < 300
+
+
 async def test_control_body_needs_json(client: httpx.AsyncClient) -> None:
     response = await client.post("/_mock/faults", content=b"path=/x")
     assert response.status_code == 415

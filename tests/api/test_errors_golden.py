@@ -318,6 +318,23 @@ async def test_unsupported_content_types(
     assert response.status_code == 415
 
 
+@pytest.mark.parametrize(
+    "codings",
+    [
+        [("Content-Encoding", "gzip")],
+        [("Content-Encoding", "identity"), ("Content-Encoding", "br")],  # two header lines
+    ],
+)
+async def test_a_json_body_with_a_content_coding_is_415(
+    client: httpx.AsyncClient, codings: list[tuple[str, str]]
+) -> None:
+    headers = [*ADMIN.items(), *JSON.items(), *codings]
+    response = await client.put(OBJECT_PATH, headers=headers, content=b'{"portNumber": 2999}')
+    assert response.status_code == 415
+    stored = (await client.get(SETTINGS_PATH, headers=ADMIN)).json()["data"][0]
+    assert stored["portNumber"] != 2999
+
+
 async def test_json_content_type_with_charset_is_fine(client: httpx.AsyncClient) -> None:
     response = await client.put(
         OBJECT_PATH,

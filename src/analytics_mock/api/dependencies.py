@@ -9,7 +9,8 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 from starlette.types import Scope
 
-from analytics_mock.api.middleware import header_of, whole_body
+from analytics_mock.api.middleware import header_of, listed_values, whole_body
+from analytics_mock.config_files import error_location
 from analytics_mock.db.runner import RIDER
 from analytics_mock.errors import (
     InvalidBody,
@@ -111,8 +112,8 @@ def require_json_content_type(request: Request) -> None:
     if value is None or _media_type(value)[0] != "application/json":
         raise UnsupportedMediaType("The Content-Type of the request must be application/json.")
     # A gzip body read as plain JSON would be a misleading 400 (RFC 9110 says 415).
-    coding = header_of(request.scope, b"content-encoding")
-    if coding is not None and coding.strip().lower() not in ("", "identity"):
+    codings = listed_values(request.scope, b"content-encoding")
+    if any(coding not in ("", "identity") for coding in codings):
         raise UnsupportedMediaType("The request body must not have a Content-Encoding.")
 
 
@@ -143,10 +144,6 @@ def parse_json(raw: bytes) -> object:
         raise MalformedBody("The request body is not valid JSON.") from None
 
 
-# The longest member name an error message repeats.
-_SHOWN_MEMBER = 100
-
-
 def validate_body(model: type[ModelT], document: object, *, what: str) -> ModelT:
     """`document` as `model`, or the 400 that names the first offending member."""
     if not isinstance(document, dict):
@@ -155,9 +152,7 @@ def validate_body(model: type[ModelT], document: object, *, what: str) -> ModelT
         return model.model_validate(document)
     except ValidationError as exc:
         first = exc.errors(include_input=False, include_url=False)[0]
-        member = ".".join(str(part) for part in first["loc"])
-        if len(member) > _SHOWN_MEMBER:  # the client's own name, which may be a megabyte
-            member = member[:_SHOWN_MEMBER] + "..."
+        member = error_location(first)
         if first["type"] == "extra_forbidden":
             raise UnknownMember(f'The member "{member}" is not a member of {what}.') from None
         if first["type"] == "member_invalid":

@@ -44,15 +44,19 @@ def declares_body(scope: Scope) -> bool:
     return declared_length(scope) > 0 or header_of(scope, b"transfer-encoding") is not None
 
 
-def chunked_alone(scope: Scope) -> bool:
-    """Whether every Transfer-Encoding the request names is `chunked`, once (or none is named)."""
-    codings = [
-        coding.strip().lower()
-        for name, value in scope["headers"]
-        if name == b"transfer-encoding"
-        for coding in value.decode("latin-1").split(",")
+def listed_values(scope: Scope, name: bytes) -> list[str]:
+    """The comma-separated values of every `name` header line, stripped, in lower case."""
+    return [
+        part.strip().lower()
+        for key, value in scope["headers"]
+        if key == name
+        for part in value.decode("latin-1").split(",")
     ]
-    return codings in ([], ["chunked"])
+
+
+def chunked_alone(scope: Scope) -> bool:
+    """Whether the request's transfer codings are `chunked` once, or none."""
+    return listed_values(scope, b"transfer-encoding") in ([], ["chunked"])
 
 
 async def whole_body(receive: Receive) -> bytes:
