@@ -20,7 +20,8 @@ def test_an_access_line_masks_the_secrets_of_its_query(capsys: pytest.CaptureFix
             '%s - "%s %s HTTP/%s" %d',
             "127.0.0.1:5000",
             "PUT",
-            "/Analytics/v1/objects/x?password=SEKRET10q&access_token=tok-42&hsso=h-7&page=2",
+            "/Analytics/v1/objects/x?password=SEKRET10q&access_token=tok-42&hsso=h-7&page=2"
+            "&pass+word=SEKRET11q&password%3DSEKRET12q",
             "1.1",
             200,
         )
@@ -29,5 +30,8 @@ def test_an_access_line_masks_the_secrets_of_its_query(capsys: pytest.CaptureFix
         root.setLevel(level)
         logging.getLogger("uvicorn.access").filters[:] = []
     line = capsys.readouterr().err
-    assert "SEKRET10q" not in line and "tok-42" not in line and "h-7" not in line
-    assert "/Analytics/v1/objects/x?password=***&access_token=***&hsso=***&page=2" in line
+    assert "SEKRET1" not in line and "tok-42" not in line and "h-7" not in line
+    assert (
+        "/Analytics/v1/objects/x?password=***&access_token=***&hsso=***&page=2"
+        "&pass+word=***&password%3D***"
+    ) in line

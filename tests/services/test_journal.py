@@ -84,6 +84,18 @@ def test_any_header_whose_name_suggests_a_credential_is_masked(name: bytes) -> N
         ('{"x": "password", "y": "h"', '{"x": "password", "y": "h"'),
         ('{"x": "password" , "y" : "h"', '{"x": "password" , "y" : "h"'),
         ("fields=password,hostname", "fields=password,hostname"),
+        ("password%3Dhunter2xyz", "password%3D***"),
+        ("x=1&password%3Dhunter3xyz&y=2", "x=1&password%3D***&y=2"),
+        ("password%253Dhunter9xyz", "password%253D***"),
+        ("password%3ahunter10xyz", "password%3a***"),
+        ("password%3DU3gxMjM0NTY=", "password%3D***="),
+        ("x=password%2Ccomma", "x=password%2Ccomma"),
+        ('{"password" "hunter7xyz"}', '{"password" "***"}'),
+        ('{"password"  \n\n  "c2VjcmV0"}', '{"password"  \n\n  "***"}'),
+        ('{"x": "password" "y": 1', '{"x": "password" "y": 1'),
+        ("pass+word=c2VjcmV0", "pass+word=***"),
+        ('{"pass\x01word": "c2VjcmV0"', '{"pass\x01word": "***"'),
+        ('{"pass\\u0077ord": "c2VjcmV0"', '{"pass\\u0077ord": "***"'),
     ],
 )
 def test_text_is_masked_by_each_name_as_decoded(text: str, shown: str) -> None:
@@ -92,11 +104,16 @@ def test_text_is_masked_by_each_name_as_decoded(text: str, shown: str) -> None:
 
 
 def test_a_json_member_is_masked_by_its_decoded_name() -> None:
-    raw = b'{"pass\\u0077ord": "c2VjcmV0", "x[password]": "c2VjcmV0", "hostname": "h"}'
+    raw = (
+        b'{"pass\\u0077ord": "c2VjcmV0", "x[password]": "c2VjcmV0", "hostname": "h", '
+        b'"pass\\\\u0077ord": "c2VjcmV0", "pass\\u200bword": "c2VjcmV0"}'
+    )
     assert json.loads(redact_body(raw) or "") == {
         "password": "***",
         "x[password]": "***",
         "hostname": "h",
+        "pass\\u0077ord": "***",  # escaped twice over
+        "pass\u200bword": "***",
     }
 
 

@@ -13,7 +13,7 @@ from urllib.parse import unquote_plus
 
 from analytics_mock.db.models import JournalRow
 from analytics_mock.db.repositories import Executor, JournalRepository
-from analytics_mock.formats import reject_json_constant, vendor_time
+from analytics_mock.formats import CONTROL_CHARACTERS, reject_json_constant, vendor_time
 
 REDACTED = "***"
 # A header whose name holds one of these carries a credential, whatever its value looks like.
@@ -39,10 +39,15 @@ _BARE = re.compile(r"""[^\s"'&=:;,{}]+""")
 # hostile client puts around it (spaces, control and invisible characters, a // comment), but
 # no comma, ampersand, quote or word: those would take a value ("x": "password", "y") for a name.
 _SEPARATOR = re.compile(r"""(?:[^\w"'&,]|//[^\n]*)*?[:=;](?:[^\w"'&,]|//[^\n]*)*""")
-# A comma typed for a JSON colon (`{"password" , "S"}`): after a quoted name, what follows is
-# masked unless it is a name itself (a list in a query, `a=password,b`, stays as it is).
-_COMMA = re.compile(r"\s*,\s*")
+# A comma or bare white space typed for a JSON colon (`{"password" , "S"}`, `{"password" "S"}`):
+# after a quoted name, what follows is masked unless it is a name itself (a list in a query,
+# `a=password,b`, stays as it is).
+_LOOSE = re.compile(r"""\s*,\s*|\s+(?=["'])""")
 _NAME_END = re.compile(r"\s*[:=]")
+# `=` or `:` percent-encoded, once or more (`%3D`, `%253D`).
+_ENCODED_SEPARATOR = re.compile(r"%(?:25)*3[dDaA]")
+# Not part of a name as a reader sees it: white space, control and invisible characters.
+_UNSEEN = re.compile(rf"[\s{CONTROL_CHARACTERS}\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _VALUE = re.compile(r"""("(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?)|[^&\s,;}\]]*""", re.DOTALL)
 _ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.DOTALL)
 _SIMPLE_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
@@ -97,20 +102,21 @@ def _unescape(text: str) -> str:
 def _secret_name(raw: str) -> bool:
     """Whether a name, as written in a body or query, names a secret once decoded.
 
-    Quotes and JSON escapes, then percent-encoding (twice over too), then every part of a
-    bracketed form (`user[password]`) are looked through.
+    Quotes, then JSON escapes and percent-encoding (each up to three times over), then white
+    space, control and invisible characters (`pass word`, `pass\\x00word`), then every part of
+    a bracketed form (`user[password]`) are looked through.
     """
     if raw.isalnum():  # the usual name: nothing to decode
         return bool(_SECRET_NAME.search(raw))
     name = raw
     if name[:1] in {'"', "'"}:
-        name = _unescape(name[1:-1] if len(name) > 1 and name[-1] == name[0] else name[1:])
+        name = name[1:-1] if len(name) > 1 and name[-1] == name[0] else name[1:]
     for _ in range(3):
-        decoded = unquote_plus(name)
+        decoded = unquote_plus(_unescape(name))
         if decoded == name:
             break
         name = decoded
-    return bool(_SECRET_NAME.search(name))
+    return bool(_SECRET_NAME.search(_UNSEEN.sub("", name)))
 
 
 class _TooDeep(Exception):
@@ -176,14 +182,19 @@ def redact_text(text: str) -> str:
         shown.append(token)
         if not named:
             continue
+        # `password%3Dhunter2`: a name and its value in one token, the separator encoded.
+        inner = _ENCODED_SEPARATOR.search(token) if "%" in token else None
+        if inner is not None and _secret_name(token[: inner.start()]):
+            shown[-1] = token[: inner.end()] + REDACTED
+            continue
         separator = _SEPARATOR.match(text, position)
-        if comma := separator is None and token[:1] in _STRING:
-            separator = _COMMA.match(text, position)
+        if loose := separator is None and token[:1] in _STRING:
+            separator = _LOOSE.match(text, position)
         if separator is None or not _secret_name(token):
             continue
         value = _VALUE.match(text, separator.end())
         assert value is not None  # it may match nothing
-        if comma and _NAME_END.match(text, value.end()):
+        if loose and _NAME_END.match(text, value.end()):
             continue  # `"x": "password", "y": 1`: the comma ends a value, "y" is a name
         quote = (value.group(1) or "")[:1]
         shown.append(f"{separator.group()}{quote}{REDACTED}{quote}")
