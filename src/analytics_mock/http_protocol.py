@@ -30,7 +30,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from analytics_mock.api.errors import COMMON_RAW_HEADERS, envelope
-from analytics_mock.api.middleware import MAX_HEAD_SIZE, head_too_large
+from analytics_mock.api.middleware import ANSWERED_HERE, MAX_HEAD_SIZE, head_too_large
 from analytics_mock.errors import DomainError, MalformedRequest
 from analytics_mock.settings import Settings
 
@@ -212,6 +212,8 @@ class VendorHttpToolsProtocol(HttpToolsProtocol):
     _body_open = False  # a head has ended and its body has not
     _over_cap = False
     _answered = False  # refused here: the parser's further callbacks are ignored
+    # A later request's refusal, sent once the requests before it are answered.
+    _refusal_due: tuple[DomainError, str] | None = None
     _deadline: asyncio.TimerHandle | None = None
     _timer_for = ""  # what `_deadline` times: "idle", "head" or "body"
     _head_began = 0.0
@@ -380,10 +382,33 @@ class VendorHttpToolsProtocol(HttpToolsProtocol):
         """Answer in the envelope with the vendor's headers, then close (as uvicorn does)."""
         self._refuse(head_too_large() if self._too_large else MalformedRequest())
 
+    def on_response_complete(self) -> None:
+        """Start the next pipelined request; once none is left, send a refusal that waited."""
+        super().on_response_complete()
+        if self._refusal_due is not None and not self.pipeline:
+            self._send_refusal(*self._refusal_due)
+
     def _refuse(self, error: DomainError) -> None:
         self._answered = True
         self._disarm()
-        body = envelope(request_target(self._request_start), error)
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if cycle.more_body:
+                # The app has this request, whose body failed: its journal entry records the
+                # answer sent here, not the one the app makes (which nobody reads).
+                cycle.scope.setdefault("state", {})[ANSWERED_HERE] = error.status
+            else:
+                # A later request failed while this one is still being answered: this answer
+                # goes first, then the refusal (uvicorn would drop both for the refusal).
+                began = not self._between_messages and self.url.startswith(b"/")
+                source = self.url.split(b"?", 1)[0].decode("latin-1") if began else ""
+                self._refusal_due = (error, source)
+                self.flow.pause_reading()
+                return
+        self._send_refusal(error, request_target(self._request_start))
+
+    def _send_refusal(self, error: DomainError, source: str) -> None:
+        body = envelope(source, error)
         head = [
             STATUS_LINE[error.status],
             *(name + b": " + value + b"\r\n" for name, value in COMMON_RAW_HEADERS),

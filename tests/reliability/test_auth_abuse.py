@@ -24,7 +24,13 @@ import pytest
 from analytics_mock.db.repositories import ControlRepository, UserRepository
 from analytics_mock.passwords import verify_password
 from analytics_mock.testing import AnalyticsMock, isolated_settings
-from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH, read_until_closed
+from tests.support.helpers import (
+    ADMIN,
+    OBJECT_PATH,
+    SETTINGS_PATH,
+    journalled,
+    read_until_closed,
+)
 from tests.support.reliability import (
     BACKEND_PARAMS,
     StartServer,
@@ -506,6 +512,50 @@ def test_a_body_in_a_transfer_coding_it_cannot_decode_is_refused_and_stores_noth
     with live.client() as http:
         stored = http.get(SETTINGS_PATH, headers=ADMIN).json()["data"][0]
     assert stored["portNumber"] != 2999
+    assert_still_serving(live)
+
+
+@pytest.mark.live
+def test_a_request_before_a_malformed_one_gets_its_answer_first(live: ServerProcess) -> None:
+    # In one write: a valid PUT, then bytes that are not HTTP. The PUT is answered and applied;
+    # the garbage then gets its 400, which names no path (it has none).
+    body = json.dumps({"hostname": "first.example.com", "portNumber": 2601}).encode()
+    put = request_head(
+        "PUT",
+        OBJECT_PATH,
+        b"Content-Type: application/json",
+        b"Content-Length: " + str(len(body)).encode(),
+    )
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10.0) as sock:
+        sock.sendall(put + body + b"XYZ\r\n\r\n")
+        answers = read_until_closed(sock)
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answers) == [b"200", b"400"], answers[:500]
+    assert b'"errorSource":"","message":"KNAQ20006-E' in answers
+    with live.client() as http:
+        stored = http.get(SETTINGS_PATH, headers=ADMIN).json()["data"][0]
+    assert stored["portNumber"] == 2601
+    assert journalled(live.url, "PUT")["status"] == 200
+
+
+@pytest.mark.live
+@pytest.mark.parametrize(
+    ("framing", "body"),
+    [
+        (b"Transfer-Encoding: chunked", b"zz\r\nabc\r\n0\r\n\r\n"),
+        (b"Transfer-Encoding: gzip", b'{"portNumber": 2602}'),
+    ],
+    ids=["bad chunk size", "no chunked coding"],
+)
+def test_a_body_the_http_layer_refuses_is_journalled_with_that_answer(
+    live: ServerProcess, framing: bytes, body: bytes
+) -> None:
+    with live.client() as http:
+        assert http.delete("/_mock/requests").status_code == 204
+    head = request_head("PUT", OBJECT_PATH, b"Content-Type: application/json", framing)
+    answer = exchange(live, head + body)
+    assert status_of(answer) == 400, answer[:300]
+    assert_vendor_envelope(answer, "KNAQ20006-E")
+    assert journalled(live.url, "PUT")["status"] == 400
     assert_still_serving(live)
 
 

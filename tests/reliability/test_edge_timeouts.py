@@ -23,7 +23,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.helpers import ADMIN, OBJECT_PATH, SETTINGS_PATH, read_until_closed
+from tests.support.helpers import (
+    ADMIN,
+    OBJECT_PATH,
+    SETTINGS_PATH,
+    journalled,
+    read_until_closed,
+)
 from tests.support.servers import ServerProcess, start_server_process
 
 pytestmark = pytest.mark.live
@@ -272,6 +278,7 @@ def test_a_body_that_stops_gets_a_408_envelope(tmp_path: Path) -> None:
         with httpx.Client(base_url=server.url, timeout=BOUND) as http:
             stored = http.get(SETTINGS_PATH, headers=ADMIN).json()["data"][0]
             assert stored["portNumber"] != 2599  # the late request changed nothing
+        assert journalled(server.url, "PUT")["status"] == 408  # what the client got
     finally:
         server.stop()
 

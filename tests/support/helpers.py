@@ -6,11 +6,13 @@ import base64
 import contextlib
 import fcntl
 import socket
+import time
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import httpx
 from starlette.types import ASGIApp
 
 SETTINGS_PATH = "/Analytics/v1/objects/EmailServerSettings"
@@ -97,3 +99,19 @@ def read_until_closed(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         answer += chunk
     return answer
+
+
+def journalled(base_url: str, method: str, timeout: float = 10.0) -> dict[str, Any]:
+    """The newest journal entry of `method`, once there is one (its write may follow the answer).
+
+    The server has already answered and closed when a test asks: the entry is awaited by
+    polling the journal, bounded by `timeout`.
+    """
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=base_url, timeout=timeout) as http:
+        while True:
+            entries = http.get("/_mock/requests", params={"method": method}).json()["requests"]
+            if entries:
+                return dict(entries[0])
+            assert time.monotonic() < deadline, f"no {method} in the journal"
+            time.sleep(0.02)

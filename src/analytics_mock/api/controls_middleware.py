@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from analytics_mock.api.dependencies import AUTH_FACTS, PARSED_BODY, authorization_of
 from analytics_mock.api.errors import COMMON_HEADERS, error_response
-from analytics_mock.api.middleware import declared_length
+from analytics_mock.api.middleware import ANSWERED_HERE, declared_length
 from analytics_mock.db.repositories import Executor
 from analytics_mock.db.runner import RIDER, FollowUp
 from analytics_mock.errors import (
@@ -238,6 +238,8 @@ class _CallRecorder:
 
     async def journal(self, *, status: int) -> None:
         """Record the call once, if the journal is on and no reset came since it began."""
+        # The client got the HTTP protocol's refusal, if it sent one (a body that stalled).
+        status = self.scope.get("state", {}).get(ANSWERED_HERE, status)
         stale = self.runtime.calls.stale(self.epoch)
         if self.journalled or self.runtime.settings.journal_size == 0 or stale:
             self.journalled = True

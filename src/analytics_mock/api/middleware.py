@@ -18,6 +18,11 @@ from analytics_mock.errors import (
 logger = logging.getLogger("analytics_mock.api")
 
 
+# In the scope's state: the status the HTTP protocol answered a request with, when it refused
+# one the app already had (a body that stalled or broke its framing). The journal records it.
+ANSWERED_HERE = "analytics_mock.answered_here"
+
+
 def header_of(scope: Scope, name: bytes) -> str | None:
     """The request's first header `name` (lower case), as `request.headers.get` gives it.
 
