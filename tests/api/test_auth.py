@@ -96,6 +96,20 @@ async def test_basic_clients_do_not_add_a_session_per_request(
         assert SessionRepository(session).count() == 1
 
 
+async def test_basic_calls_that_come_together_share_one_session(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # None of them finds a token when it arrives: each would open a session of its own.
+    answers = await asyncio.gather(*(client.get(SETTINGS_PATH, headers=ADMIN) for _ in range(64)))
+    assert {answer.status_code for answer in answers} == {200}
+    tokens = {token_of(answer) for answer in answers}
+    assert len(tokens) == 1
+    with runtime.db.session() as session:
+        assert SessionRepository(session).count() == 1
+    later = await client.get(SETTINGS_PATH, headers=hsso(tokens.pop()))
+    assert later.status_code == 200
+
+
 async def test_token_is_stored_only_as_a_digest(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

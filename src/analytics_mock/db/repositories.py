@@ -20,8 +20,10 @@ from sqlalchemy import (
     Table,
     bindparam,
     delete,
+    exists,
     func,
     insert,
+    literal,
     select,
     update,
 )
@@ -395,12 +397,12 @@ class SessionRepository:
         return _SESSION_BY_HASH.first(self.session, {"token_hash": token_hash})
 
     def add(self, token_hash: str, user_name: str, now: float) -> None:
-        """Open a session."""
-        self.session.execute(
-            insert(_SESSIONS).values(
-                token_hash=token_hash, user_name=user_name, created_at=now, last_used_at=now
-            )
+        """Open a session, unless it is open (calls of one account that came together share it)."""
+        values = select(literal(token_hash), literal(user_name), literal(now), literal(now)).where(
+            ~exists().where(_SESSIONS.c.token_hash == token_hash)
         )
+        columns = ["token_hash", "user_name", "created_at", "last_used_at"]
+        self.session.execute(insert(_SESSIONS).from_select(columns, values))
 
     def touch(self, token_hash: str, now: float) -> None:
         """Mark the session used now."""

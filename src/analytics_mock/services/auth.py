@@ -327,11 +327,14 @@ class Authenticator:
         if upgraded is not None:
             decision.upgrade_hash = (name, user.password_hash, upgraded)
         if token is None or row is None or now - row.last_used_at > self.session_timeout:
-            token = secrets.token_urlsafe(32)
-            decision.new_session = (token_digest(token), name)
             with self._lock:
+                # Calls of one account that came together all planned without a usable token:
+                # the first here makes one, the others hand out the same (each opens it, once).
+                fresh = self._basic_tokens.get(credentials.cache_key)
+                token = fresh if fresh is not None and fresh != token else secrets.token_urlsafe(32)
                 self._basic_tokens[credentials.cache_key] = token
                 self._trim(self._basic_tokens)
+            decision.new_session = (token_digest(token), name)
         elif self._touch_due(row, now):
             decision.touch_session = row.token_hash
         decision.principal = self._principal(user, token)
