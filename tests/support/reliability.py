@@ -94,7 +94,7 @@ def interleaved(
     samples: Mapping[str, Callable[[], object]],
     rounds: int,
     holds: Callable[[Timings], bool],
-    attempts: int = 2,
+    attempts: int = 3,
 ) -> Timings:
     """Each sample `rounds` times, in turns; taken again until `holds`, `attempts` times at most.
 

@@ -44,11 +44,6 @@ def declared_length(scope: Scope) -> int:
         return 0
 
 
-def declares_body(scope: Scope) -> bool:
-    """Whether the request says a body follows (a Content-Length above 0, or chunked)."""
-    return declared_length(scope) > 0 or header_of(scope, b"transfer-encoding") is not None
-
-
 def listed_values(scope: Scope, name: bytes) -> list[str]:
     """The comma-separated values of every `name` header line, stripped, in lower case."""
     return [
@@ -57,11 +52,6 @@ def listed_values(scope: Scope, name: bytes) -> list[str]:
         if key == name
         for part in value.decode("latin-1").split(",")
     ]
-
-
-def chunked_alone(scope: Scope) -> bool:
-    """Whether the request's transfer codings are `chunked` once, or none."""
-    return listed_values(scope, b"transfer-encoding") in ([], ["chunked"])
 
 
 async def whole_body(receive: Receive) -> bytes:
@@ -138,11 +128,12 @@ class VendorHttpMiddleware:
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
-        if declared_length(scope) > self.max_body_size:
+        length = declared_length(scope)
+        if length > self.max_body_size:
             await error_response(scope, self._too_large())(scope, receive, send)
             return
-        body = declares_body(scope)
-        if body and not chunked_alone(scope):  # a body this server cannot decode
+        codings = listed_values(scope, b"transfer-encoding")
+        if codings not in ([], ["chunked"]):  # a body this server cannot decode
             await error_response(scope, UnsupportedTransferCoding())(scope, receive, send)
             return
         started = False
@@ -162,7 +153,7 @@ class VendorHttpMiddleware:
             await send(message)
 
         try:
-            if body:
+            if length or codings:
                 # Read whole before the app answers: a call that takes no body (a reset) must
                 # not act on a request that has not ended, or that a 413 or a 408 refuses. A
                 # request that declares none has none (HTTP/1.1): nothing to count or read.
