@@ -212,8 +212,6 @@ class VendorHttpToolsProtocol(HttpToolsProtocol):
     _body_open = False  # a head has ended and its body has not
     _over_cap = False
     _answered = False  # refused here: the parser's further callbacks are ignored
-    # A later request's refusal, sent once the requests before it are answered.
-    _refusal_due: tuple[DomainError, str] | None = None
     _deadline: asyncio.TimerHandle | None = None
     _timer_for = ""  # what `_deadline` times: "idle", "head" or "body"
     _head_began = 0.0
@@ -382,12 +380,6 @@ class VendorHttpToolsProtocol(HttpToolsProtocol):
         """Answer in the envelope with the vendor's headers, then close (as uvicorn does)."""
         self._refuse(head_too_large() if self._too_large else MalformedRequest())
 
-    def on_response_complete(self) -> None:
-        """Start the next pipelined request; once none is left, send a refusal that waited."""
-        super().on_response_complete()
-        if self._refusal_due is not None and not self.pipeline:
-            self._send_refusal(*self._refusal_due)
-
     def _refuse(self, error: DomainError) -> None:
         self._answered = True
         self._disarm()
@@ -398,11 +390,18 @@ class VendorHttpToolsProtocol(HttpToolsProtocol):
                 # answer sent here, not the one the app makes (which nobody reads).
                 cycle.scope.setdefault("state", {})[ANSWERED_HERE] = error.status
             else:
-                # A later request failed while this one is still being answered: this answer
-                # goes first, then the refusal (uvicorn would drop both for the refusal).
+                # A later request failed while this one, the newest the app has, is still being
+                # answered: its answer (and any before it) goes first, then the refusal; uvicorn
+                # would drop them all for it.
                 began = not self._between_messages and self.url.startswith(b"/")
                 source = self.url.split(b"?", 1)[0].decode("latin-1") if began else ""
-                self._refusal_due = (error, source)
+                answered = cycle.on_response
+
+                def then_refuse() -> None:
+                    answered()
+                    self._send_refusal(error, source)
+
+                cycle.on_response = then_refuse
                 self.flow.pause_reading()
                 return
         self._send_refusal(error, request_target(self._request_start))
