@@ -192,12 +192,15 @@ class AcceptErrorFilter:
             loop.default_exception_handler(context)
 
 
+def path_of(target: bytes) -> str:
+    """The path of a request target (`/...`, without its query), or "" when it is not one."""
+    return target.split(b"?", 1)[0].decode("latin-1") if target.startswith(b"/") else ""
+
+
 def request_target(start: bytes) -> str:
     """The path of a request line at the start of `start`, or "" when there is none."""
     line = start.split(b"\r\n", 1)[0].split(b" ")
-    if len(line) == 3 and line[1].startswith(b"/"):
-        return line[1].split(b"?", 1)[0].decode("latin-1")
-    return ""
+    return path_of(line[1]) if len(line) == 3 else ""
 
 
 class VendorHttpToolsProtocol(HttpToolsProtocol):
@@ -381,6 +384,8 @@ class VendorHttpToolsProtocol(HttpToolsProtocol):
         self._refuse(head_too_large() if self._too_large else MalformedRequest())
 
     def _refuse(self, error: DomainError) -> None:
+        if self._answered:  # one refusal a connection: a later timer adds none behind it
+            return
         self._answered = True
         self._disarm()
         cycle = self.cycle
@@ -393,8 +398,7 @@ class VendorHttpToolsProtocol(HttpToolsProtocol):
                 # A later request failed while this one, the newest the app has, is still being
                 # answered: its answer (and any before it) goes first, then the refusal; uvicorn
                 # would drop them all for it.
-                began = not self._between_messages and self.url.startswith(b"/")
-                source = self.url.split(b"?", 1)[0].decode("latin-1") if began else ""
+                source = "" if self._between_messages else path_of(self.url)
                 answered = cycle.on_response
 
                 def then_refuse() -> None:

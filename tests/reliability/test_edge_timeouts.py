@@ -10,6 +10,7 @@ well-behaved client all along.
 from __future__ import annotations
 
 import contextlib
+import re
 import resource
 import socket
 import ssl
@@ -334,5 +335,28 @@ def test_a_control_call_is_answered_only_once_its_body_arrived(tmp_path: Path) -
         with httpx.Client(base_url=server.url, timeout=BOUND) as http:
             stored = http.get(SETTINGS_PATH, headers=ADMIN).json()["data"][0]
             assert stored["portNumber"] == 2600  # no reset happened
+    finally:
+        server.stop()
+
+
+def test_a_refusal_waiting_behind_a_slow_answer_is_sent_once(tmp_path: Path) -> None:
+    # A PUT held by a delay fault past the head timeout, then a malformed request: its 400 waits
+    # for the PUT's answer, and the head timer of that request must not add a 408 after it.
+    server = start(tmp_path, *TIMEOUTS)
+    try:
+        delay_ms = int((HEAD_TIMEOUT + 1) * 1000)
+        with httpx.Client(base_url=server.url, timeout=BOUND) as http:
+            rule = {"path": "/Analytics/v1/objects/*", "method": "PUT", "delayMs": delay_ms}
+            assert http.post("/_mock/faults", json=rule).status_code in (200, 201)
+        body = b'{"portNumber": 2603}'
+        put = head(
+            "PUT",
+            OBJECT_PATH,
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body),
+        )
+        with socket.create_connection(("127.0.0.1", server.port), timeout=BOUND) as sock:
+            sock.sendall(put + body + b"GET /x HTTP/1.1\r\nBad Header\r\n\r\n")
+            answers = read_until_closed(sock)
+        assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answers) == [b"200", b"400"], answers[:600]
     finally:
         server.stop()
